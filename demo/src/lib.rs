@@ -1,0 +1,138 @@
+//! `pontoneer_demo`: the example extension module whose Python behaviour is fixed by the
+//! demo contract (`FloatBuffer`, a read-only 1-D buffer of float64, and `Matrix`, a
+//! writable 2-D C-contiguous float64 buffer), written with pontoneer's builders.
+//!
+//! The idiom it teaches: data that may change while exported lives in `Cell`s and is changed
+//! through `&self` (`set`, `m.set`), and operations that move or free the memory take
+//! `&mut self` (`append`), which the layer refuses while a buffer view is alive.
+
+use core::cell::Cell;
+use core::ffi::CStr;
+
+use pontoneer::prelude::*;
+
+/// A growable, read-only-exported vector of float64.
+#[derive(Default)]
+pub struct FloatBuffer {
+    data: Vec<Cell<f64>>,
+}
+
+impl PyClass for FloatBuffer {
+    const NAME: &'static CStr = c"FloatBuffer";
+    const DOC: Option<&'static CStr> =
+        Some(c"FloatBuffer() -> an empty, growable buffer of float64 (read-only buffer export)");
+}
+
+impl FloatBuffer {
+    /// `FloatBuffer.from_count(n)`: `[0.0, 1.0, ..., n-1]`.
+    fn from_count(n: usize) -> PyResult<FloatBuffer> {
+        let mut data = Vec::new();
+        data.try_reserve_exact(n)?;
+        data.extend((0..n).map(|i| Cell::new(i as f64)));
+        Ok(FloatBuffer { data })
+    }
+
+    /// `b.append(x)`: refused by the layer while a view is exported (`&mut self`).
+    fn append(&mut self, x: f64) -> PyResult<()> {
+        self.data.try_reserve(1)?;
+        self.data.push(Cell::new(x));
+        Ok(())
+    }
+
+    fn sum(&self) -> f64 {
+        self.data.iter().map(Cell::get).sum()
+    }
+
+    fn repr(&self) -> String {
+        format!("FloatBuffer(len={})", self.data.len())
+    }
+
+    fn buffer(&self, _flags: BufferFlags) -> PyResult<BufferInfo<'_>> {
+        Ok(BufferInfo::from_cells(&self.data).readonly())
+    }
+}
+
+/// A fixed-size, zero-filled, writable 2-D float64 matrix.
+pub struct Matrix {
+    rows: usize,
+    cols: usize,
+    data: Box<[Cell<f64>]>,
+}
+
+impl PyClass for Matrix {
+    const NAME: &'static CStr = c"Matrix";
+    const DOC: Option<&'static CStr> =
+        Some(c"Matrix(rows, cols) -> a zero-filled float64 matrix (writable C-contiguous buffer)");
+}
+
+impl Matrix {
+    fn new(rows: usize, cols: usize) -> PyResult<Matrix> {
+        let n = rows
+            .checked_mul(cols)
+            .filter(|n| n.checked_mul(size_of::<f64>()).is_some_and(|b| b <= isize::MAX as usize))
+            .ok_or_else(|| {
+                PyErr::overflow_error(format!("Matrix({rows}, {cols}) is too large to allocate"))
+            })?;
+        let mut data = Vec::new();
+        data.try_reserve_exact(n)?;
+        data.resize(n, Cell::new(0.0));
+        Ok(Matrix {
+            rows,
+            cols,
+            data: data.into_boxed_slice(),
+        })
+    }
+
+    fn shape(&self) -> (usize, usize) {
+        (self.rows, self.cols)
+    }
+
+    fn cell(&self, r: isize, c: isize) -> PyResult<&Cell<f64>> {
+        match (usize::try_from(r), usize::try_from(c)) {
+            (Ok(r), Ok(c)) if r < self.rows && c < self.cols => Ok(&self.data[r * self.cols + c]),
+            _ => Err(PyErr::index_error(format!(
+                "Matrix index ({r}, {c}) out of range for shape ({}, {})",
+                self.rows, self.cols
+            ))),
+        }
+    }
+
+    fn get(&self, r: isize, c: isize) -> PyResult<f64> {
+        self.cell(r, c).map(Cell::get)
+    }
+
+    /// Works while exported: the element lives in a `Cell`, and the change is seen through
+    /// every view.
+    fn set(&self, r: isize, c: isize, x: f64) -> PyResult<()> {
+        self.cell(r, c).map(|cell| cell.set(x))
+    }
+
+    fn buffer(&self, _flags: BufferFlags) -> PyResult<BufferInfo<'_>> {
+        BufferInfo::from_cells(&self.data).with_shape(&[self.rows, self.cols])
+    }
+}
+
+pontoneer::module!(pontoneer_demo, |m: &mut ModuleBuilder| {
+    m.doc(c"pontoneer's demo module: FloatBuffer and Matrix, per the demo contract.")?;
+
+    let t = m
+        .add_type::<FloatBuffer>()?
+        .def_init_default()
+        .def_staticmethod(
+            (c"from_count", c"from_count(n) -> FloatBuffer [0.0, 1.0, ..., n-1]"),
+            FloatBuffer::from_count,
+        )
+        .def_method_mut((c"append", c"append(x): add float(x) at the end"), FloatBuffer::append)
+        .def_method((c"sum", c"sum() -> float"), FloatBuffer::sum)
+        .def_repr(FloatBuffer::repr);
+    BufferProtocolBuilder::new(t).def_getbuffer(FloatBuffer::buffer);
+
+    let t = m
+        .add_type::<Matrix>()?
+        .def_init(Matrix::new)
+        .def_getter((c"shape", c"(rows, cols)"), Matrix::shape)
+        .def_method((c"get", c"get(r, c) -> float"), Matrix::get)
+        .def_method((c"set", c"set(r, c, x)"), Matrix::set);
+    BufferProtocolBuilder::new(t).def_getbuffer(Matrix::buffer);
+    Ok(())
+});

@@ -1,0 +1,243 @@
+//! Handler signatures and positional argument extraction for methods, static methods,
+//! module functions and constructors (all `METH_FASTCALL`: arguments arrive as a C array, no
+//! tuple or dict on the hot path).
+//!
+//! A handler is any fn item or non-capturing closure of the right shape:
+//! - [`Method`]: `Fn(&T, A1, .., An) -> R`
+//! - [`MethodMut`]: `Fn(&mut T, A1, .., An) -> R`
+//! - [`Function`]: `Fn(A1, .., An) -> R` (static methods, module functions, constructors)
+//!
+//! with `n ≤ 6`, each `Ai: FromPy` and `R: HandlerOutput`. A signature that does not fit is a
+//! compile error at the `def_*` call.
+//!
+//! # Safety (module level)
+//! The raw-argument helpers are called by trampolines with the pointers CPython passed.
+
+use core::ffi::CStr;
+
+use pyo3_ffi as ffi;
+
+use crate::convert::FromPy;
+use crate::error::{PyErr, PyResult};
+use crate::object::Object;
+
+/// The most positional arguments a handler may take.
+pub const MAX_ARGS: usize = 6;
+
+/// A handler with a `&T` receiver.
+pub trait Method<T, A, R>: Copy + 'static {
+    /// Calls the handler.
+    fn call(self, this: &T, args: A) -> R;
+}
+
+/// A handler with a `&mut T` receiver.
+pub trait MethodMut<T, A, R>: Copy + 'static {
+    /// Calls the handler.
+    fn call_mut(self, this: &mut T, args: A) -> R;
+}
+
+/// A handler without a receiver.
+pub trait Function<A, R>: Copy + 'static {
+    /// Calls the handler.
+    fn call(self, args: A) -> R;
+}
+
+/// A tuple of positional arguments converted from Python objects.
+pub trait FromArgs: Sized {
+    /// The number of arguments.
+    const N: usize;
+    /// Converts exactly `Self::N` arguments; `name` gives the function name for messages.
+    #[doc(hidden)]
+    fn from_args(args: &[*mut ffi::PyObject], name: fn() -> &'static str) -> PyResult<Self>;
+}
+
+macro_rules! arities {
+    ($($n:expr => ($($a:ident $i:tt),*);)*) => {$(
+        impl<T, F, R, $($a,)*> Method<T, ($($a,)*), R> for F
+        where
+            F: Fn(&T, $($a),*) -> R + Copy + 'static,
+        {
+            #[inline(always)]
+            #[allow(non_snake_case, unused_variables)]
+            fn call(self, this: &T, args: ($($a,)*)) -> R {
+                self(this, $(args.$i),*)
+            }
+        }
+
+        impl<T, F, R, $($a,)*> MethodMut<T, ($($a,)*), R> for F
+        where
+            F: Fn(&mut T, $($a),*) -> R + Copy + 'static,
+        {
+            #[inline(always)]
+            #[allow(non_snake_case, unused_variables)]
+            fn call_mut(self, this: &mut T, args: ($($a,)*)) -> R {
+                self(this, $(args.$i),*)
+            }
+        }
+
+        impl<F, R, $($a,)*> Function<($($a,)*), R> for F
+        where
+            F: Fn($($a),*) -> R + Copy + 'static,
+        {
+            #[inline(always)]
+            #[allow(non_snake_case, unused_variables)]
+            fn call(self, args: ($($a,)*)) -> R {
+                self($(args.$i),*)
+            }
+        }
+
+        impl<$($a: FromPy,)*> FromArgs for ($($a,)*) {
+            const N: usize = $n;
+            #[inline(always)]
+            #[allow(unused_variables)]
+            fn from_args(args: &[*mut ffi::PyObject], name: fn() -> &'static str) -> PyResult<Self> {
+                if args.len() != $n {
+                    return Err(arg_count_error(name(), $n, args.len()));
+                }
+                Ok(($(
+                    convert_arg::<$a>(args[$i], $i, name)?,
+                )*))
+            }
+        }
+    )*};
+}
+
+arities! {
+    0 => ();
+    1 => (A0 0);
+    2 => (A0 0, A1 1);
+    3 => (A0 0, A1 1, A2 2);
+    4 => (A0 0, A1 1, A2 2, A3 3);
+    5 => (A0 0, A1 1, A2 2, A3 3, A4 4);
+    6 => (A0 0, A1 1, A2 2, A3 3, A4 4, A5 5);
+}
+
+/// Converts argument `index` (0-based), naming the function and position on failure.
+#[inline(always)]
+fn convert_arg<A: FromPy>(
+    obj: *mut ffi::PyObject,
+    index: usize,
+    name: fn() -> &'static str,
+) -> PyResult<A> {
+    // SAFETY: CPython passed a live, borrowed object; the new reference is ours.
+    let obj = unsafe { Object::from_borrowed_ptr(core::ptr::NonNull::new_unchecked(obj)) };
+    A::from_py(&obj).map_err(|e| arg_error(e, name(), index))
+}
+
+#[cold]
+#[inline(never)]
+fn arg_error(e: PyErr, name: &str, index: usize) -> PyErr {
+    e.map_lazy_message(|m| format!("{name}() argument {}: {m}", index + 1))
+}
+
+#[cold]
+#[inline(never)]
+fn arg_count_error(name: &str, expected: usize, given: usize) -> PyErr {
+    PyErr::type_error(match expected {
+        0 => format!("{name}() takes no arguments ({given} given)"),
+        1 => format!("{name}() takes exactly one argument ({given} given)"),
+        n => format!("{name}() takes exactly {n} arguments ({given} given)"),
+    })
+}
+
+/// The Python-facing name of a handler, for error messages: the last path segment of a fn
+/// item (`FloatBuffer::append` → `append`); closures are named after the function they are
+/// written in.
+pub(crate) fn name_of<F>() -> &'static str {
+    let full = core::any::type_name::<F>();
+    let trimmed = full.strip_suffix("::{{closure}}").unwrap_or(full);
+    trimmed.rsplit("::").next().unwrap_or(trimmed)
+}
+
+/// The name of class `T`, for constructor messages (`Matrix() argument 1: ...`).
+pub(crate) fn class_name<T: crate::PyClass>() -> &'static str {
+    T::NAME.to_str().unwrap_or("?")
+}
+
+/// The `METH_FASTCALL` argument array as a slice.
+///
+/// # Safety
+/// `args` points to `nargs` valid object pointers (or `nargs` is 0).
+#[inline(always)]
+pub(crate) unsafe fn fast_args<'a>(
+    args: *mut *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+) -> &'a [*mut ffi::PyObject] {
+    if nargs <= 0 {
+        &[]
+    } else {
+        // SAFETY: caller's contract.
+        unsafe { core::slice::from_raw_parts(args, nargs as usize) }
+    }
+}
+
+/// The vectorcall argument array as a slice; keyword arguments are refused.
+///
+/// # Safety
+/// CPython's vectorcall contract for `args`, `nargsf`, `kwnames`.
+#[inline(always)]
+pub(crate) unsafe fn vector_args<'a>(
+    args: *const *mut ffi::PyObject,
+    nargsf: usize,
+    kwnames: *mut ffi::PyObject,
+    type_name: &'static CStr,
+) -> PyResult<&'a [*mut ffi::PyObject]> {
+    // SAFETY: `kwnames` is NULL or a tuple.
+    if !kwnames.is_null() && unsafe { ffi::PyTuple_Size(kwnames) } != 0 {
+        return Err(no_keywords(type_name));
+    }
+    // SAFETY: PyVectorcall_NARGS masks the offset flag; `args` holds that many objects.
+    let n = unsafe { ffi::PyVectorcall_NARGS(nargsf) };
+    // SAFETY: caller's contract.
+    Ok(unsafe { fast_args(args.cast_mut(), n) })
+}
+
+#[cold]
+#[inline(never)]
+fn no_keywords(type_name: &CStr) -> PyErr {
+    PyErr::type_error(format!(
+        "{}() takes no keyword arguments",
+        type_name.to_string_lossy()
+    ))
+}
+
+/// The positional arguments of a `tp_new` call (a tuple), copied to a small array.
+pub(crate) struct TupleArgs {
+    items: [*mut ffi::PyObject; MAX_ARGS],
+    len: usize,
+}
+
+impl TupleArgs {
+    /// Reads exactly `expected` positional arguments (`TypeError` for any other count or
+    /// for keyword arguments).
+    ///
+    /// # Safety
+    /// `args` is a tuple and `kwargs` NULL or a dict, as CPython passes to `tp_new`.
+    pub(crate) unsafe fn new(
+        args: *mut ffi::PyObject,
+        kwargs: *mut ffi::PyObject,
+        type_name: &'static CStr,
+        expected: usize,
+    ) -> PyResult<TupleArgs> {
+        // SAFETY: `kwargs` is NULL or a dict.
+        if !kwargs.is_null() && unsafe { ffi::PyDict_Size(kwargs) } != 0 {
+            return Err(no_keywords(type_name));
+        }
+        // SAFETY: `args` is a tuple.
+        let n = unsafe { ffi::PyTuple_Size(args) }.max(0) as usize;
+        if n != expected || n > MAX_ARGS {
+            return Err(arg_count_error(&type_name.to_string_lossy(), expected, n));
+        }
+        let mut items = [core::ptr::null_mut(); MAX_ARGS];
+        for (i, slot) in items.iter_mut().enumerate().take(n) {
+            // SAFETY: `i < n`; PyTuple_GetItem returns a borrowed reference.
+            *slot = unsafe { ffi::PyTuple_GetItem(args, i as ffi::Py_ssize_t) };
+        }
+        Ok(TupleArgs { items, len: n })
+    }
+
+    /// The arguments.
+    pub(crate) fn as_slice(&self) -> &[*mut ffi::PyObject] {
+        &self.items[..self.len]
+    }
+}

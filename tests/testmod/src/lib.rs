@@ -1,0 +1,1 @@
+pontoneer::module!(pontoneer_testmod, |_m: &mut pontoneer::ModuleBuilder| Ok(()));
