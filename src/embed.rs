@@ -55,6 +55,17 @@ pub fn with_gil<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// A `'static` [`ModuleDef`] for a module body, created at run time (leaked: a module def
+/// must outlive every module created from it). For embedders who register modules without
+/// an extension file, and for tests.
+pub fn leak_module_def<F>(name: &'static core::ffi::CStr, body: F) -> &'static ModuleDef
+where
+    F: Fn(&mut crate::ModuleBuilder) -> PyResult<()> + Copy + 'static,
+{
+    let slots: &'static crate::ModuleSlots = Box::leak(Box::new(crate::ModuleSlots::new(body)));
+    Box::leak(Box::new(ModuleDef::new(name, slots)))
+}
+
 /// Creates and executes a module from a pontoneer [`ModuleDef`] (as `import` would), and
 /// registers it in `sys.modules` under `name`. Call with the GIL held.
 pub fn load_module(def: &'static ModuleDef, name: &str) -> PyResult<Object> {

@@ -88,8 +88,7 @@ where
     F: Fn(&mut ModuleBuilder) -> PyResult<()> + Copy + 'static,
 {
     doctest_interpreter(|| {
-        let slots: &'static ModuleSlots = Box::leak(Box::new(ModuleSlots::new(body)));
-        let def: &'static ModuleDef = Box::leak(Box::new(ModuleDef::new(c"doctest_module", slots)));
+        let def = embed::leak_module_def(c"doctest_module", body);
         let result = embed::load_module(def, "doctest_module")
             .and_then(|m| embed::run(code, &[("m", &m)]).map(drop));
         if let Err(e) = result {

@@ -112,7 +112,8 @@ impl Matrix {
     }
 }
 
-pontoneer::module!(pontoneer_demo, |m: &mut ModuleBuilder| {
+/// The module body: declares `FloatBuffer` and `Matrix`.
+pub fn init(m: &mut ModuleBuilder) -> PyResult<()> {
     m.doc(c"pontoneer's demo module: FloatBuffer and Matrix, per the demo contract.")?;
 
     let t = m
@@ -135,4 +136,6 @@ pontoneer::module!(pontoneer_demo, |m: &mut ModuleBuilder| {
         .def_method((c"set", c"set(r, c, x)"), Matrix::set);
     BufferProtocolBuilder::new(t).def_getbuffer(Matrix::buffer);
     Ok(())
-});
+}
+
+pontoneer::module!(pontoneer_demo, init);

@@ -27,7 +27,13 @@ if _first in sys.path:
     sys.path.remove(_first)
 sys.path.insert(0, _first)
 
-import pontoneer_demo  # noqa: E402  (needs the path set up above)
+try:
+    import pontoneer_demo  # noqa: E402  (needs the path set up above)
+except ImportError as exc:
+    raise ImportError(
+        f"cannot import pontoneer_demo (looked first in {_first}); build it with "
+        f"`python setup.py build_ext --inplace` in {REPO_ROOT}: {exc}"
+    ) from exc
 
 MODULE_DIR = os.path.dirname(os.path.abspath(pontoneer_demo.__file__))
 

@@ -517,8 +517,8 @@ def test_matrix_released_with_last_view():
 
 
 def test_matrix_ctypes_view_shares_memory(np):
-    # ctypes asks for a writable buffer without shape information; it must
-    # see the same memory as numpy and get.
+    # A third consumer (ctypes, which needs a writable C-contiguous buffer)
+    # sees the same memory as numpy and as get/set.
     m = Matrix(2, 3)
     arr = (ctypes.c_double * 6).from_buffer(m)
     assert ctypes.addressof(arr) == np.asarray(m).__array_interface__["data"][0]

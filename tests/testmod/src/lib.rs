@@ -1,1 +1,6 @@
-pontoneer::module!(pontoneer_testmod, |_m: &mut pontoneer::ModuleBuilder| Ok(()));
+//! `pontoneer_testmod`: test-only exporters and fault injection (see `types.rs`), built as
+//! an extension module for the pytest suite.
+
+pub mod types;
+
+pontoneer::module!(pontoneer_testmod, types::init);
