@@ -58,7 +58,10 @@ fn python_include_dir() -> String {
         ])
         .output()
         .expect("run the configured python");
-    assert!(out.status.success(), "python failed to report its include dir");
+    assert!(
+        out.status.success(),
+        "python failed to report its include dir"
+    );
     String::from_utf8(out.stdout)
         .expect("utf-8 path")
         .trim()

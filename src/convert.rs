@@ -145,13 +145,15 @@ fn float_slow(obj: &Object) -> PyResult<f64> {
     let v = unsafe { ffi::PyFloat_AsDouble(obj.as_ptr()) };
     if v == -1.0 {
         if let Some(err) = PyErr::take() {
-            return Err(if err.is_instance_of(crate::ExceptionType::TypeError)
-                && !has_number_conversion(obj)
-            {
-                PyErr::type_error(format!("must be a real number, not {}", obj.type_name()))
-            } else {
-                err
-            });
+            return Err(
+                if err.is_instance_of(crate::ExceptionType::TypeError)
+                    && !has_number_conversion(obj)
+                {
+                    PyErr::type_error(format!("must be a real number, not {}", obj.type_name()))
+                } else {
+                    err
+                },
+            );
         }
     }
     Ok(v)

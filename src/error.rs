@@ -31,10 +31,7 @@ pub struct ExceptionType(Kind);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     Builtin(Builtin),
-    Custom {
-        id: TypeId,
-        name: &'static CStr,
-    },
+    Custom { id: TypeId, name: &'static CStr },
 }
 
 macro_rules! builtin_exceptions {
@@ -195,7 +192,9 @@ impl PyErr {
     pub fn fetch() -> PyErr {
         match PyErr::take() {
             Some(e) => e,
-            None => PyErr::system_error("pontoneer: a C-API call failed without setting an exception"),
+            None => {
+                PyErr::system_error("pontoneer: a C-API call failed without setting an exception")
+            }
         }
     }
 
@@ -309,7 +308,9 @@ impl PyErr {
             }
             #[cfg(Py_3_12)]
             // SAFETY: attached thread; SetRaisedException steals the reference.
-            State::Fetched(Fetched(exc)) => unsafe { ffi::PyErr_SetRaisedException(exc.into_raw()) },
+            State::Fetched(Fetched(exc)) => unsafe {
+                ffi::PyErr_SetRaisedException(exc.into_raw())
+            },
             #[cfg(not(Py_3_12))]
             State::Fetched(Fetched {
                 ptype,
@@ -351,11 +352,15 @@ impl Fetched {
 #[cfg(not(Py_3_12))]
 impl Fetched {
     fn value_ptr(&self) -> *mut ffi::PyObject {
-        self.pvalue.as_ref().map_or(core::ptr::null_mut(), Object::as_ptr)
+        self.pvalue
+            .as_ref()
+            .map_or(core::ptr::null_mut(), Object::as_ptr)
     }
 
     fn type_ptr(&self) -> *mut ffi::PyObject {
-        self.ptype.as_ref().map_or(core::ptr::null_mut(), Object::as_ptr)
+        self.ptype
+            .as_ref()
+            .map_or(core::ptr::null_mut(), Object::as_ptr)
     }
 }
 

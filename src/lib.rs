@@ -61,9 +61,9 @@ pub use method::{FromArgs, Function, MAX_ARGS, Method, MethodMut};
 pub use module::{ModuleBuilder, ModuleDef, ModuleSlots};
 pub use object::Object;
 pub use protocols::buffer::{BufferFlags, BufferInfo, BufferProtocolBuilder, Element};
-pub use type_builder::{Def, TypeBuilder};
 #[doc(hidden)]
 pub use trampoline::Cx;
+pub use type_builder::{Def, TypeBuilder};
 
 /// Everything a module definition usually needs.
 pub mod prelude {

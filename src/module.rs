@@ -153,7 +153,10 @@ impl ModuleState {
     }
 
     pub(crate) fn exception_for(&self, id: TypeId) -> Option<*mut ffi::PyObject> {
-        self.exceptions.iter().find(|(i, _)| *i == id).map(|&(_, t)| t)
+        self.exceptions
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map(|&(_, t)| t)
     }
 
     pub(crate) fn panic_exception(&self) -> *mut ffi::PyObject {
@@ -317,7 +320,7 @@ unsafe extern "C" fn module_free(module: *mut c_void) {
 pub struct ModuleBuilder {
     module: *mut ffi::PyObject,
     name: String,
-    types: Vec<Box<TypeSpec>>,
+    types: Vec<TypeSpec>,
     functions: Vec<ffi::PyMethodDef>,
 }
 
@@ -392,7 +395,7 @@ impl ModuleBuilder {
                 self.name
             )));
         }
-        self.types.push(Box::new(TypeBuilder::<T>::new_spec()));
+        self.types.push(TypeBuilder::<T>::new_spec());
         let spec = self.types.last_mut().expect("just pushed");
         Ok(TypeBuilder::from_spec(spec))
     }
@@ -438,8 +441,9 @@ impl ModuleBuilder {
         let base = E::BASE.builtin_ptr().ok_or_else(|| {
             PyErr::type_error("a custom exception's base must be a built-in exception type")
         })?;
-        let qualname = std::ffi::CString::new(format!("{}.{}", self.name, E::NAME.to_string_lossy()))
-            .map_err(|_| PyErr::value_error("exception name contains a NUL byte"))?;
+        let qualname =
+            std::ffi::CString::new(format!("{}.{}", self.name, E::NAME.to_string_lossy()))
+                .map_err(|_| PyErr::value_error("exception name contains a NUL byte"))?;
         // SAFETY: attached thread; returns a new reference or NULL.
         let exc = unsafe {
             ffi::PyErr_NewExceptionWithDoc(

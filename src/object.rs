@@ -324,7 +324,10 @@ pub(crate) unsafe fn type_object_name(tp: *mut ffi::PyTypeObject) -> String {
     {
         // SAFETY: valid type object, attached thread.
         match unsafe { Object::from_result(ffi::PyType_GetName(tp)) } {
-            Ok(name) => name.to_str().map(str::to_owned).unwrap_or_else(|_| "?".into()),
+            Ok(name) => name
+                .to_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|_| "?".into()),
             Err(_) => "?".to_owned(),
         }
     }

@@ -376,7 +376,10 @@ where
     let cx = unsafe { Cx::of_instance::<T>(slf) };
     let body = |cx: &Cx| {
         // SAFETY: METH_FASTCALL passes `nargs` borrowed objects in `args`.
-        let a = A::from_args(unsafe { method::fast_args(args, nargs) }, method::name_of::<F>)?;
+        let a = A::from_args(
+            unsafe { method::fast_args(args, nargs) },
+            method::name_of::<F>,
+        )?;
         // SAFETY: `slf` is a T instance (see above).
         let this = unsafe { PyCell::<T>::from_ptr(slf) }.try_borrow()?;
         output(cx, zst::<F>().call(&this, a))
@@ -402,7 +405,10 @@ where
     let cx = unsafe { Cx::of_instance::<T>(slf) };
     let body = |cx: &Cx| {
         // SAFETY: METH_FASTCALL passes `nargs` borrowed objects in `args`.
-        let a = A::from_args(unsafe { method::fast_args(args, nargs) }, method::name_of::<F>)?;
+        let a = A::from_args(
+            unsafe { method::fast_args(args, nargs) },
+            method::name_of::<F>,
+        )?;
         // SAFETY: `slf` is a T instance.
         let mut this = unsafe { PyCell::<T>::from_ptr(slf) }.try_borrow_mut()?;
         output(cx, zst::<F>().call_mut(&mut this, a))
@@ -429,7 +435,10 @@ where
     let cx = Cx::of_class::<T>(slf.cast());
     let body = |cx: &Cx| {
         // SAFETY: METH_FASTCALL passes `nargs` borrowed objects in `args`.
-        let a = A::from_args(unsafe { method::fast_args(args, nargs) }, method::name_of::<F>)?;
+        let a = A::from_args(
+            unsafe { method::fast_args(args, nargs) },
+            method::name_of::<F>,
+        )?;
         output(cx, zst::<F>().call(a))
     };
     // SAFETY: called by CPython with the thread attached.
@@ -450,7 +459,10 @@ where
     let cx = Cx::of_module(slf);
     let body = |cx: &Cx| {
         // SAFETY: METH_FASTCALL passes `nargs` borrowed objects in `args`.
-        let a = A::from_args(unsafe { method::fast_args(args, nargs) }, method::name_of::<F>)?;
+        let a = A::from_args(
+            unsafe { method::fast_args(args, nargs) },
+            method::name_of::<F>,
+        )?;
         output(cx, zst::<F>().call(a))
     };
     // SAFETY: called by CPython with the thread attached.

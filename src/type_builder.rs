@@ -124,8 +124,14 @@ impl<T: PyClass> TypeBuilder<T> {
         }
         // SAFETY: typeslots — tp_dealloc is a `destructor`; tp_new a `newfunc`.
         unsafe {
-            spec.push_slot(ffi::Py_tp_dealloc, trampoline::destructor::<T> as *mut c_void);
-            spec.push_slot(ffi::Py_tp_new, trampoline::newfunc_disallowed::<T> as *mut c_void);
+            spec.push_slot(
+                ffi::Py_tp_dealloc,
+                trampoline::destructor::<T> as *mut c_void,
+            );
+            spec.push_slot(
+                ffi::Py_tp_new,
+                trampoline::newfunc_disallowed::<T> as *mut c_void,
+            );
         }
         spec
     }
@@ -450,9 +456,7 @@ impl TypeSpec {
             slots: slots.as_mut_ptr(),
         };
         // SAFETY: a valid spec whose tables live forever; `module` is a live module object.
-        let tp = unsafe {
-            ffi::PyType_FromModuleAndSpec(module, &mut spec, core::ptr::null_mut())
-        };
+        let tp = unsafe { ffi::PyType_FromModuleAndSpec(module, &mut spec, core::ptr::null_mut()) };
         if tp.is_null() {
             return Err(PyErr::fetch());
         }

@@ -41,9 +41,17 @@ struct PtcReport {
 
 unsafe extern "C" {
     fn ptc_report_init(r: *mut PtcReport, text: *mut c_char, cap: usize);
-    fn ptc_check_all_requests(obj: *mut ffi::PyObject, e: *const PtcExpect, r: *mut PtcReport) -> c_long;
+    fn ptc_check_all_requests(
+        obj: *mut ffi::PyObject,
+        e: *const PtcExpect,
+        r: *mut PtcReport,
+    ) -> c_long;
     fn ptc_check_nested(obj: *mut ffi::PyObject, e: *const PtcExpect, r: *mut PtcReport) -> c_long;
-    fn ptc_check_null_view(obj: *mut ffi::PyObject, e: *const PtcExpect, r: *mut PtcReport) -> c_long;
+    fn ptc_check_null_view(
+        obj: *mut ffi::PyObject,
+        e: *const PtcExpect,
+        r: *mut PtcReport,
+    ) -> c_long;
     fn ptc_load_loop(
         obj: *mut ffi::PyObject,
         e: *const PtcExpect,
@@ -121,7 +129,9 @@ impl Truth {
                 check(self.obj.as_ptr(), e, &mut r);
             }
             // SAFETY: the harness keeps the text NUL-terminated.
-            let text = unsafe { CStr::from_ptr(text.as_ptr()) }.to_string_lossy().into_owned();
+            let text = unsafe { CStr::from_ptr(text.as_ptr()) }
+                .to_string_lossy()
+                .into_owned();
             Report {
                 checks: r.checks as i64,
                 requests: r.requests as i64,
@@ -133,7 +143,9 @@ impl Truth {
 }
 
 fn obj_int(o: &Object, method: &CStr) -> usize {
-    expect(expect(o.getattr(method)).call0()).extract::<usize>().unwrap()
+    expect(expect(o.getattr(method)).call0())
+        .extract::<usize>()
+        .unwrap()
 }
 
 fn c_strides(shape: &[isize], itemsize: isize) -> Vec<isize> {
@@ -141,7 +153,7 @@ fn c_strides(shape: &[isize], itemsize: isize) -> Vec<isize> {
     let mut step = itemsize;
     for i in (0..shape.len()).rev() {
         s[i] = step;
-        step *= shape[i].max(1);
+        step *= shape[i];
     }
     s
 }
@@ -151,7 +163,7 @@ fn f_strides(shape: &[isize], itemsize: isize) -> Vec<isize> {
     let mut step = itemsize;
     for i in 0..shape.len() {
         s[i] = step;
-        step *= shape[i].max(1);
+        step *= shape[i];
     }
     s
 }
@@ -266,7 +278,11 @@ fn exporters() -> Vec<Truth> {
 
 fn assert_clean(what: &str, t: &Truth, r: &Report) {
     assert!(r.checks > 0, "{what} on {}: no checks ran", t.name);
-    assert_eq!(r.failures, 0, "{what} on {}: {} failures\n{}", t.name, r.failures, r.text);
+    assert_eq!(
+        r.failures, 0,
+        "{what} on {}: {} failures\n{}",
+        t.name, r.failures, r.text
+    );
 }
 
 #[test]
@@ -281,7 +297,10 @@ fn every_request_on_every_exporter() {
             total.0 += r.checks;
             total.1 += r.requests;
         }
-        eprintln!("C harness: {} checks over {} requests, 0 failures", total.0, total.1);
+        eprintln!(
+            "C harness: {} checks over {} requests, 0 failures",
+            total.0, total.1
+        );
     });
 }
 
@@ -334,10 +353,21 @@ fn load(t: &Truth, flags: c_int, cycles: c_long) -> (f64, c_long) {
         // SAFETY: GIL held; all pointers outlive the call.
         unsafe {
             ptc_report_init(&mut r, text.as_mut_ptr(), text.len());
-            ptc_load_loop(t.obj.as_ptr(), e, flags, cycles, 1024, &mut ns, &mut rss, &mut r);
+            ptc_load_loop(
+                t.obj.as_ptr(),
+                e,
+                flags,
+                cycles,
+                1024,
+                &mut ns,
+                &mut rss,
+                &mut r,
+            );
         }
         // SAFETY: NUL-terminated by the harness.
-        let msg = unsafe { CStr::from_ptr(text.as_ptr()) }.to_string_lossy().into_owned();
+        let msg = unsafe { CStr::from_ptr(text.as_ptr()) }
+            .to_string_lossy()
+            .into_owned();
         assert_eq!(r.failures, 0, "load loop on {}: {msg}", t.name);
         (ns, rss)
     })
@@ -349,7 +379,9 @@ fn five_million_cycles_without_growth() {
         let ex = exporters();
         let fb = &ex[2]; // FloatBuffer.from_count(5): 1-D, no per-view allocation
         let (ns, rss) = load(fb, ffi::PyBUF_FULL_RO, 5_000_000);
-        eprintln!("FloatBuffer FULL_RO: {ns:.1} ns/cycle, RSS growth {rss} KiB over 5,000,000 cycles");
+        eprintln!(
+            "FloatBuffer FULL_RO: {ns:.1} ns/cycle, RSS growth {rss} KiB over 5,000,000 cycles"
+        );
         let m = &ex[4]; // Matrix(3, 4): N-D, per-view storage in view->internal
         let (ns, rss) = load(m, ffi::PyBUF_RECORDS, 1_000_000);
         eprintln!("Matrix RECORDS: {ns:.1} ns/cycle, RSS growth {rss} KiB over 1,000,000 cycles");

@@ -15,9 +15,20 @@ fn runs_on_the_interpreter_that_built_it() {
         .output()
         .expect("run the python that configured the build");
     let expected = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-    let running = with_py(|| eval("__import__('sys').version").extract::<String>().unwrap());
-    assert_eq!(running, expected, "embedded interpreter differs from {built_with}");
-    let minor = with_py(|| eval("'%d.%d' % __import__('sys').version_info[:2]").extract::<String>().unwrap());
+    let running = with_py(|| {
+        eval("__import__('sys').version")
+            .extract::<String>()
+            .unwrap()
+    });
+    assert_eq!(
+        running, expected,
+        "embedded interpreter differs from {built_with}"
+    );
+    let minor = with_py(|| {
+        eval("'%d.%d' % __import__('sys').version_info[:2]")
+            .extract::<String>()
+            .unwrap()
+    });
     assert_eq!(minor, env!("PONTONEER_BUILD_PYTHON_VERSION"));
 }
 

@@ -69,7 +69,10 @@ impl Matrix {
     fn new(rows: usize, cols: usize) -> PyResult<Matrix> {
         let n = rows
             .checked_mul(cols)
-            .filter(|n| n.checked_mul(size_of::<f64>()).is_some_and(|b| b <= isize::MAX as usize))
+            .filter(|n| {
+                n.checked_mul(size_of::<f64>())
+                    .is_some_and(|b| b <= isize::MAX as usize)
+            })
             .ok_or_else(|| {
                 PyErr::overflow_error(format!("Matrix({rows}, {cols}) is too large to allocate"))
             })?;
@@ -120,10 +123,16 @@ pub fn init(m: &mut ModuleBuilder) -> PyResult<()> {
         .add_type::<FloatBuffer>()?
         .def_init_default()
         .def_staticmethod(
-            (c"from_count", c"from_count(n) -> FloatBuffer [0.0, 1.0, ..., n-1]"),
+            (
+                c"from_count",
+                c"from_count(n) -> FloatBuffer [0.0, 1.0, ..., n-1]",
+            ),
             FloatBuffer::from_count,
         )
-        .def_method_mut((c"append", c"append(x): add float(x) at the end"), FloatBuffer::append)
+        .def_method_mut(
+            (c"append", c"append(x): add float(x) at the end"),
+            FloatBuffer::append,
+        )
         .def_method((c"sum", c"sum() -> float"), FloatBuffer::sum)
         .def_repr(FloatBuffer::repr);
     BufferProtocolBuilder::new(t).def_getbuffer(FloatBuffer::buffer);

@@ -317,6 +317,8 @@ impl<'a> BufferInfo<'a> {
     }
 }
 
+/// Contiguous strides as CPython's `PyBuffer_FillContiguousStrides` computes them (plain
+/// products: a zero extent makes the outer strides 0, as the demo contract's `cols * 8`).
 fn contiguous_strides(shape: &[usize], itemsize: usize, fortran: bool) -> PyResult<Vec<isize>> {
     let overflow = || PyErr::overflow_error("buffer geometry overflows");
     let mut strides = vec![0isize; shape.len()];
@@ -329,7 +331,7 @@ fn contiguous_strides(shape: &[usize], itemsize: usize, fortran: bool) -> PyResu
     for i in order {
         strides[i] = step;
         let n = isize::try_from(shape[i]).map_err(|_| overflow())?;
-        step = step.checked_mul(n.max(1)).ok_or_else(overflow)?;
+        step = step.checked_mul(n).ok_or_else(overflow)?;
     }
     Ok(strides)
 }
@@ -383,7 +385,10 @@ impl<'t, T: PyClass> BufferProtocolBuilder<'t, T> {
         if !self.ty.has_slot(ffi::Py_bf_releasebuffer) {
             let rel: ffi::releasebufferproc = trampoline::releasebufferproc::<T, NoHook>;
             // SAFETY: typeslots — bf_releasebuffer is a `releasebufferproc`.
-            unsafe { self.ty.push_slot(ffi::Py_bf_releasebuffer, rel as *mut c_void) };
+            unsafe {
+                self.ty
+                    .push_slot(ffi::Py_bf_releasebuffer, rel as *mut c_void)
+            };
         }
         self
     }
@@ -397,7 +402,10 @@ impl<'t, T: PyClass> BufferProtocolBuilder<'t, T> {
         assert_zst(&hook);
         let rel: ffi::releasebufferproc = trampoline::releasebufferproc::<T, H>;
         // SAFETY: typeslots — bf_releasebuffer is a `releasebufferproc`.
-        unsafe { self.ty.push_slot(ffi::Py_bf_releasebuffer, rel as *mut c_void) };
+        unsafe {
+            self.ty
+                .push_slot(ffi::Py_bf_releasebuffer, rel as *mut c_void)
+        };
         self
     }
 }

@@ -161,7 +161,9 @@ impl Refusal {
                 "{type_name}: invalid buffer request flags 0x{f:x} (bits outside PyBUF_* request flags)"
             ),
             Refusal::NotWritable => format!("{type_name}: underlying buffer is not writable"),
-            Refusal::NotCContiguous => format!("{type_name}: underlying buffer is not C-contiguous"),
+            Refusal::NotCContiguous => {
+                format!("{type_name}: underlying buffer is not C-contiguous")
+            }
             Refusal::NotFContiguous => {
                 format!("{type_name}: underlying buffer is not Fortran contiguous")
             }
@@ -313,12 +315,30 @@ mod tests {
                 match got {
                     Err(_) => assert!(refuse, "{}: 0x{f:x} refused but the rules grant it", e.name),
                     Ok(p) => {
-                        assert!(!refuse, "{}: 0x{f:x} granted but the rules refuse it", e.name);
-                        assert_eq!(p.format, f & PyBUF_FORMAT != 0, "{}: 0x{f:x} format", e.name);
+                        assert!(
+                            !refuse,
+                            "{}: 0x{f:x} granted but the rules refuse it",
+                            e.name
+                        );
+                        assert_eq!(
+                            p.format,
+                            f & PyBUF_FORMAT != 0,
+                            "{}: 0x{f:x} format",
+                            e.name
+                        );
                         let nd = !e.shape.is_empty();
                         assert_eq!(p.shape, bit(PyBUF_ND) && nd, "{}: 0x{f:x} shape", e.name);
-                        assert_eq!(p.strides, bit(PyBUF_STRIDES) && nd, "{}: 0x{f:x} strides", e.name);
-                        let ndim = if bit(PyBUF_ND) { e.shape.len() as c_int } else { 1 };
+                        assert_eq!(
+                            p.strides,
+                            bit(PyBUF_STRIDES) && nd,
+                            "{}: 0x{f:x} strides",
+                            e.name
+                        );
+                        let ndim = if bit(PyBUF_ND) {
+                            e.shape.len() as c_int
+                        } else {
+                            1
+                        };
                         assert_eq!(p.ndim, ndim, "{}: 0x{f:x} ndim", e.name);
                     }
                 }
@@ -346,7 +366,10 @@ mod tests {
         let ex = exporters();
         let c_only = geometry(&ex[2]);
         let both = PyBUF_F_CONTIGUOUS | PyBUF_ANY_CONTIGUOUS;
-        assert_eq!(plan(BufferFlags(both), &c_only), Err(Refusal::NotFContiguous));
+        assert_eq!(
+            plan(BufferFlags(both), &c_only),
+            Err(Refusal::NotFContiguous)
+        );
         assert!(plan(BufferFlags(PyBUF_ANY_CONTIGUOUS), &c_only).is_ok());
         for tall_or_wide in [&ex[4], &ex[5], &ex[7]] {
             assert!(plan(BufferFlags(PyBUF_F_CONTIGUOUS), &geometry(tall_or_wide)).is_ok());
@@ -357,16 +380,32 @@ mod tests {
     fn refusals_name_the_rule() {
         let ex = exporters();
         let neg = geometry(&ex[8]);
-        assert_eq!(plan(BufferFlags(PyBUF_ND), &neg), Err(Refusal::NeedsStrides));
-        assert_eq!(plan(BufferFlags(PyBUF_SIMPLE | PyBUF_FORMAT), &geometry(&ex[0])), Err(Refusal::FormatWithoutShape));
-        assert_eq!(plan(BufferFlags(0x200), &geometry(&ex[1])), Err(Refusal::UnknownFlags(0x200)));
-        assert!(Refusal::NotWritable.message("FloatBuffer").contains("FloatBuffer"));
+        assert_eq!(
+            plan(BufferFlags(PyBUF_ND), &neg),
+            Err(Refusal::NeedsStrides)
+        );
+        assert_eq!(
+            plan(BufferFlags(PyBUF_SIMPLE | PyBUF_FORMAT), &geometry(&ex[0])),
+            Err(Refusal::FormatWithoutShape)
+        );
+        assert_eq!(
+            plan(BufferFlags(0x200), &geometry(&ex[1])),
+            Err(Refusal::UnknownFlags(0x200))
+        );
+        assert!(
+            Refusal::NotWritable
+                .message("FloatBuffer")
+                .contains("FloatBuffer")
+        );
     }
 
     #[test]
     fn ndim_is_one_without_nd_even_for_matrices() {
         let ex = exporters();
         let p = plan(BufferFlags(PyBUF_SIMPLE), &geometry(&ex[10])).unwrap();
-        assert_eq!((p.ndim, p.shape, p.strides, p.format), (1, false, false, false));
+        assert_eq!(
+            (p.ndim, p.shape, p.strides, p.format),
+            (1, false, false, false)
+        );
     }
 }

@@ -277,9 +277,7 @@ impl Faulty {
             2 => panic!("deliberate panic in getbuffer"),
             // SAFETY: the pointer and size describe `self.data`; the format is wrong on
             // purpose and must be refused by the layer before any consumer sees it.
-            3 => Ok(unsafe {
-                BufferInfo::from_raw_parts(ok.buf(), 4, 1, c"not a format!", true)
-            }),
+            3 => Ok(unsafe { BufferInfo::from_raw_parts(ok.buf(), 4, 1, c"not a format!", true) }),
             // SAFETY: never exported: the layer refuses the overflowing size.
             4 => Ok(unsafe { BufferInfo::from_raw_parts(ok.buf(), usize::MAX / 2, 8, c"d", true) }),
             // SAFETY: never exported: 'd' has size 8, not 1.
@@ -304,7 +302,16 @@ fn exports(obj: Object) -> PyResult<isize> {
             if let Ok(r) = PyRef::<$t>::borrow(&obj) { return Ok(r.exports()); }
         )*};
     }
-    try_types!(Empty, FortranMatrix, Reversed, Cube, Faulty, ArrayF64, ArrayU8, ArrayI32);
+    try_types!(
+        Empty,
+        FortranMatrix,
+        Reversed,
+        Cube,
+        Faulty,
+        ArrayF64,
+        ArrayU8,
+        ArrayI32
+    );
     Err(PyErr::type_error(format!(
         "exports() does not know {}",
         obj.type_name()
@@ -316,7 +323,9 @@ pub fn init(m: &mut ModuleBuilder) -> PyResult<()> {
     m.doc(c"Test-only exporters and fault injection for pontoneer's test suite.")?;
     m.add_exception::<TestError>()?;
     m.def_function(c"exports", exports);
-    m.def_function(c"module_panic", || -> i64 { panic!("deliberate panic in a module function") });
+    m.def_function(c"module_panic", || -> i64 {
+        panic!("deliberate panic in a module function")
+    });
 
     add_format_exporters(m)?;
 
