@@ -41,9 +41,11 @@ pub trait PyClass: Sized + Send + 'static {
     const DOC: Option<&'static CStr> = None;
 }
 
-/// The memory of one instance.
+/// The memory of one instance: `[PyObject header][borrow flag][export count][T]`. Opaque;
+/// appears only in the hidden plumbing of [`Receiver`](crate::method::Receiver).
+#[doc(hidden)]
 #[repr(C)]
-pub(crate) struct PyCell<T> {
+pub struct PyCell<T> {
     ob_base: ffi::PyObject,
     /// 0: free; n > 0: n shared borrows; -1: borrowed mutably.
     borrow: Cell<isize>,

@@ -241,3 +241,45 @@ impl TupleArgs {
         &self.items[..self.len]
     }
 }
+
+/// Marker: the handler takes `&T`.
+#[derive(Clone, Copy, Debug)]
+pub struct Shared;
+/// Marker: the handler takes `&mut T` (refused while borrowed or exporting buffers).
+#[derive(Clone, Copy, Debug)]
+pub struct Exclusive;
+
+/// A handler with either receiver kind: `Fn(&T, ..)` (`K = Shared`) or `Fn(&mut T, ..)`
+/// (`K = Exclusive`). The marker is inferred from the handler's signature, so protocol slots
+/// accept both forms through one installer and one trampoline.
+pub trait Receiver<T, A, R, K>: Copy + 'static {
+    /// Borrows the instance as the handler needs and calls it.
+    #[doc(hidden)]
+    fn invoke(self, cell: &crate::cell::PyCell<T>, args: A) -> PyResult<R>;
+}
+
+impl<T: crate::PyClass, F: Method<T, A, R>, A, R> Receiver<T, A, R, Shared> for F {
+    #[inline(always)]
+    fn invoke(self, cell: &crate::cell::PyCell<T>, args: A) -> PyResult<R> {
+        let this = cell.try_borrow()?;
+        Ok(self.call(&this, args))
+    }
+}
+
+impl<T: crate::PyClass, F: MethodMut<T, A, R>, A, R> Receiver<T, A, R, Exclusive> for F {
+    #[inline(always)]
+    fn invoke(self, cell: &crate::cell::PyCell<T>, args: A) -> PyResult<R> {
+        let mut this = cell.try_borrow_mut()?;
+        Ok(self.call_mut(&mut this, args))
+    }
+}
+
+/// Converts one slot argument, naming the handler on failure.
+#[inline(always)]
+pub(crate) fn slot_arg<A: FromPy>(
+    obj: *mut ffi::PyObject,
+    index: usize,
+    name: fn() -> &'static str,
+) -> PyResult<A> {
+    convert_arg(obj, index, name)
+}

@@ -22,11 +22,12 @@ use core::panic::AssertUnwindSafe;
 use pyo3_ffi as ffi;
 
 use crate::cell::{PyCell, PyClass};
-use crate::convert::{HandlerOutput, IntoPy};
+use crate::convert::{FromPy, HandlerOutput, IntoPy};
 use crate::error::{PyErr, PyResult};
 use crate::method::{self, FromArgs, Function, Method, MethodMut};
 use crate::module::{self, ModuleState};
 use crate::object;
+use crate::object::Object;
 
 /// The message of the compile-time check that rejects capturing closures and fn pointers.
 pub(crate) const ZST_MSG: &str = "pontoneer: a handler must be a fn item or a non-capturing closure \
@@ -644,4 +645,643 @@ pub(crate) unsafe extern "C" fn releasebufferproc<T, H>(
             })
         };
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Protocol slots whose receiver CPython guarantees: the instance is the object whose type
+// holds the slot (our types are final, so it is a `T`).
+// ---------------------------------------------------------------------------------------
+
+use crate::method::Receiver;
+use crate::protocols::{InPlaceOutput, IntoHash};
+
+/// The cell of an instance CPython passed to one of its own slots.
+///
+/// # Safety
+/// `slf` is the receiver of a slot installed on `T`'s type (see each caller).
+#[inline(always)]
+unsafe fn cell<'a, T: PyClass>(slf: *mut ffi::PyObject) -> &'a PyCell<T> {
+    // SAFETY: caller's contract.
+    unsafe { PyCell::<T>::from_ptr(slf) }
+}
+
+/// `unaryfunc` — `nb_negative`, `nb_positive`, `nb_absolute`, `nb_invert`, `nb_int`,
+/// `nb_float`, `nb_index`, and `getiterfunc` (`tp_iter`).
+pub(crate) unsafe extern "C" fn unaryfunc<T, F, R, K>(slf: *mut ffi::PyObject) -> *mut ffi::PyObject
+where
+    T: PyClass,
+    F: Receiver<T, (), R, K>,
+    R: HandlerOutput,
+{
+    // SAFETY: unary slots receive an instance of the type they were installed on.
+    let cx = unsafe { Cx::of_instance::<T>(slf) };
+    let body = |cx: &Cx| {
+        // SAFETY: as above.
+        let out = zst::<F>().invoke(unsafe { cell::<T>(slf) }, ())?;
+        output(cx, out)
+    };
+    // SAFETY: called by CPython with the thread attached.
+    unsafe { guard(&cx, body) }
+}
+
+/// `getiterfunc` — `tp_iter` of an iterator: `iter(it) is it`. Runs no Rust code that could
+/// fail or panic, so it needs no guard.
+pub(crate) unsafe extern "C" fn getiterfunc_self(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // SAFETY: CPython passes a live object; the slot returns a new reference to it.
+    unsafe { object::new_ref(slf) }
+}
+
+/// `iternextfunc` — `tp_iternext`: `Some(v)` yields `v`; `None` ends the iteration by
+/// returning NULL *without* an exception (no `StopIteration` object on the hot path).
+pub(crate) unsafe extern "C" fn iternextfunc<T, F, R, K, V>(
+    slf: *mut ffi::PyObject,
+) -> *mut ffi::PyObject
+where
+    T: PyClass,
+    F: Receiver<T, (), R, K>,
+    R: HandlerOutput<Value = Option<V>>,
+    V: IntoPy,
+{
+    // SAFETY: tp_iternext receives an instance of the type it was installed on.
+    let cx = unsafe { Cx::of_instance::<T>(slf) };
+    let body = |cx: &Cx| {
+        // SAFETY: as above.
+        match zst::<F>()
+            .invoke(unsafe { cell::<T>(slf) }, ())?
+            .into_result()?
+        {
+            Some(v) => v.into_py(cx),
+            None => Ok(core::ptr::null_mut()),
+        }
+    };
+    // SAFETY: called by CPython with the thread attached.
+    unsafe { guard(&cx, body) }
+}
+
+/// `inquiry` — `nb_bool`: `bool(obj)`.
+pub(crate) unsafe extern "C" fn inquiry<T, F, R, K>(slf: *mut ffi::PyObject) -> c_int
+where
+    T: PyClass,
+    F: Receiver<T, (), R, K>,
+    R: HandlerOutput<Value = bool>,
+{
+    // SAFETY: nb_bool receives an instance of the type it was installed on.
+    let cx = unsafe { Cx::of_instance::<T>(slf) };
+    let body = |_: &Cx| {
+        // SAFETY: as above.
+        let v = zst::<F>()
+            .invoke(unsafe { cell::<T>(slf) }, ())?
+            .into_result()?;
+        Ok(c_int::from(v))
+    };
+    // SAFETY: called by CPython with the thread attached.
+    unsafe { guard(&cx, body) }
+}
+
+/// `lenfunc` — `mp_length`, `sq_length`: `len(obj)`.
+pub(crate) unsafe extern "C" fn lenfunc<T, F, R, K>(slf: *mut ffi::PyObject) -> ffi::Py_ssize_t
+where
+    T: PyClass,
+    F: Receiver<T, (), R, K>,
+    R: HandlerOutput<Value = usize>,
+{
+    // SAFETY: length slots receive an instance of the type they were installed on.
+    let cx = unsafe { Cx::of_instance::<T>(slf) };
+    let body = |_: &Cx| {
+        // SAFETY: as above.
+        let n = zst::<F>()
+            .invoke(unsafe { cell::<T>(slf) }, ())?
+            .into_result()?;
+        ffi::Py_ssize_t::try_from(n)
+            .map_err(|_| PyErr::overflow_error("length does not fit in Py_ssize_t"))
+    };
+    // SAFETY: called by CPython with the thread attached.
+    unsafe { guard(&cx, body) }
+}
+
+/// `hashfunc` — `tp_hash`: `hash(obj)`; -1 is reported as -2.
+pub(crate) unsafe extern "C" fn hashfunc<T, F, R, K>(slf: *mut ffi::PyObject) -> ffi::Py_hash_t
+where
+    T: PyClass,
+    F: Receiver<T, (), R, K>,
+    R: HandlerOutput,
+    R::Value: IntoHash,
+{
+    // SAFETY: tp_hash receives an instance of the type it was installed on.
+    let cx = unsafe { Cx::of_instance::<T>(slf) };
+    let body = |_: &Cx| {
+        // SAFETY: as above.
+        let h = zst::<F>()
+            .invoke(unsafe { cell::<T>(slf) }, ())?
+            .into_result()?;
+        Ok(h.into_hash())
+    };
+    // SAFETY: called by CPython with the thread attached.
+    unsafe { guard(&cx, body) }
+}
+
+/// `binaryfunc` with a guaranteed receiver — `mp_subscript` (`obj[key]`) and `sq_concat`:
+/// the first operand is the instance.
+pub(crate) unsafe extern "C" fn binaryfunc_self<T, F, A, R, K>(
+    slf: *mut ffi::PyObject,
+    arg: *mut ffi::PyObject,
+) -> *mut ffi::PyObject
+where
+    T: PyClass,
+    F: Receiver<T, (A,), R, K>,
+    A: FromPy,
+    R: HandlerOutput,
+{
+    // SAFETY: mp_subscript/sq_concat receive an instance of their type as first operand.
+    let cx = unsafe { Cx::of_instance::<T>(slf) };
+    let body = |cx: &Cx| {
+        let a = method::slot_arg::<A>(arg, 0, method::name_of::<F>)?;
+        // SAFETY: as above.
+        let out = zst::<F>().invoke(unsafe { cell::<T>(slf) }, (a,))?;
+        output(cx, out)
+    };
+    // SAFETY: called by CPython with the thread attached.
+    unsafe { guard(&cx, body) }
+}
+
+/// The result of an in-place handler: the instance itself, or `NotImplemented`.
+#[inline(always)]
+fn in_place<V: InPlaceOutput>(slf: *mut ffi::PyObject, v: V) -> *mut ffi::PyObject {
+    match v.into_outcome() {
+        // SAFETY: `slf` is alive (borrowed from CPython); the slot returns a new reference.
+        crate::Outcome::Value(()) => unsafe { object::new_ref(slf) },
+        // SAFETY: attached thread.
+        crate::Outcome::NotImplemented => unsafe { object::not_implemented() },
+    }
+}
+
+/// `binaryfunc` for in-place operators — `nb_inplace_*` (`x += y`), `sq_inplace_concat`:
+/// the left operand is the instance; the slot returns it.
+pub(crate) unsafe extern "C" fn binaryfunc_inplace<T, F, A, R, K>(
+    slf: *mut ffi::PyObject,
+    arg: *mut ffi::PyObject,
+) -> *mut ffi::PyObject
+where
+    T: PyClass,
+    F: Receiver<T, (A,), R, K>,
+    A: FromPy,
+    R: HandlerOutput,
+    R::Value: InPlaceOutput,
+{
+    // SAFETY: CPython calls an in-place slot of the left operand's type with that operand.
+    let cx = unsafe { Cx::of_instance::<T>(slf) };
+    let body = |_: &Cx| {
+        let a = method::slot_arg::<A>(arg, 0, method::name_of::<F>)?;
+        // SAFETY: as above.
+        let v = zst::<F>()
+            .invoke(unsafe { cell::<T>(slf) }, (a,))?
+            .into_result()?;
+        Ok(in_place(slf, v))
+    };
+    // SAFETY: called by CPython with the thread attached.
+    unsafe { guard(&cx, body) }
+}
+
+/// `ternaryfunc` for `nb_inplace_power` (`x **= y`): the left operand is the instance.
+pub(crate) unsafe extern "C" fn ternaryfunc_inplace<T, F, A, R, K>(
+    slf: *mut ffi::PyObject,
+    arg: *mut ffi::PyObject,
+    modulo: *mut ffi::PyObject,
+) -> *mut ffi::PyObject
+where
+    T: PyClass,
+    F: Receiver<T, (A, Option<Object>), R, K>,
+    A: FromPy,
+    R: HandlerOutput,
+    R::Value: InPlaceOutput,
+{
+    // SAFETY: CPython calls an in-place slot of the left operand's type with that operand.
+    let cx = unsafe { Cx::of_instance::<T>(slf) };
+    let body = |_: &Cx| {
+        let a = method::slot_arg::<A>(arg, 0, method::name_of::<F>)?;
+        let m = method::slot_arg::<Option<Object>>(modulo, 1, method::name_of::<F>)?;
+        // SAFETY: as above.
+        let v = zst::<F>()
+            .invoke(unsafe { cell::<T>(slf) }, (a, m))?
+            .into_result()?;
+        Ok(in_place(slf, v))
+    };
+    // SAFETY: called by CPython with the thread attached.
+    unsafe { guard(&cx, body) }
+}
+
+/// `ssizeargfunc` — `sq_item` (`obj[i]`, `i` already made non-negative by CPython when
+/// `sq_length` exists) and `sq_repeat` (`obj * n`).
+pub(crate) unsafe extern "C" fn ssizeargfunc<T, F, R, K>(
+    slf: *mut ffi::PyObject,
+    i: ffi::Py_ssize_t,
+) -> *mut ffi::PyObject
+where
+    T: PyClass,
+    F: Receiver<T, (isize,), R, K>,
+    R: HandlerOutput,
+{
+    // SAFETY: sequence slots receive an instance of the type they were installed on.
+    let cx = unsafe { Cx::of_instance::<T>(slf) };
+    let body = |cx: &Cx| {
+        // SAFETY: as above.
+        let out = zst::<F>().invoke(unsafe { cell::<T>(slf) }, (i,))?;
+        output(cx, out)
+    };
+    // SAFETY: called by CPython with the thread attached.
+    unsafe { guard(&cx, body) }
+}
+
+/// `ssizeargfunc` for `sq_inplace_repeat` (`obj *= n`): the slot returns the instance.
+pub(crate) unsafe extern "C" fn ssizeargfunc_inplace<T, F, R, K>(
+    slf: *mut ffi::PyObject,
+    i: ffi::Py_ssize_t,
+) -> *mut ffi::PyObject
+where
+    T: PyClass,
+    F: Receiver<T, (isize,), R, K>,
+    R: HandlerOutput,
+    R::Value: InPlaceOutput,
+{
+    // SAFETY: sequence slots receive an instance of the type they were installed on.
+    let cx = unsafe { Cx::of_instance::<T>(slf) };
+    let body = |_: &Cx| {
+        // SAFETY: as above.
+        let v = zst::<F>()
+            .invoke(unsafe { cell::<T>(slf) }, (i,))?
+            .into_result()?;
+        Ok(in_place(slf, v))
+    };
+    // SAFETY: called by CPython with the thread attached.
+    unsafe { guard(&cx, body) }
+}
+
+/// `ssizeobjargproc` — `sq_ass_item`: `obj[i] = v` (`Some(v)`) and `del obj[i]` (`None`).
+pub(crate) unsafe extern "C" fn ssizeobjargproc<T, F, V, R, K>(
+    slf: *mut ffi::PyObject,
+    i: ffi::Py_ssize_t,
+    value: *mut ffi::PyObject,
+) -> c_int
+where
+    T: PyClass,
+    F: Receiver<T, (isize, Option<V>), R, K>,
+    V: FromPy,
+    R: HandlerOutput<Value = ()>,
+{
+    // SAFETY: sequence slots receive an instance of the type they were installed on.
+    let cx = unsafe { Cx::of_instance::<T>(slf) };
+    let body = |_: &Cx| {
+        let v = optional_arg::<V>(value, 1, method::name_of::<F>)?;
+        // SAFETY: as above.
+        zst::<F>()
+            .invoke(unsafe { cell::<T>(slf) }, (i, v))?
+            .into_result()?;
+        Ok(0)
+    };
+    // SAFETY: called by CPython with the thread attached.
+    unsafe { guard(&cx, body) }
+}
+
+/// NULL → `None` (delete), otherwise the converted value.
+#[inline(always)]
+fn optional_arg<V: FromPy>(
+    value: *mut ffi::PyObject,
+    index: usize,
+    name: fn() -> &'static str,
+) -> PyResult<Option<V>> {
+    if value.is_null() {
+        Ok(None)
+    } else {
+        method::slot_arg::<V>(value, index, name).map(Some)
+    }
+}
+
+/// `objobjproc` — `sq_contains`: `x in obj`.
+pub(crate) unsafe extern "C" fn objobjproc<T, F, A, R, K>(
+    slf: *mut ffi::PyObject,
+    arg: *mut ffi::PyObject,
+) -> c_int
+where
+    T: PyClass,
+    F: Receiver<T, (A,), R, K>,
+    A: FromPy,
+    R: HandlerOutput<Value = bool>,
+{
+    // SAFETY: sq_contains receives an instance of the type it was installed on.
+    let cx = unsafe { Cx::of_instance::<T>(slf) };
+    let body = |_: &Cx| {
+        let a = method::slot_arg::<A>(arg, 0, method::name_of::<F>)?;
+        // SAFETY: as above.
+        let v = zst::<F>()
+            .invoke(unsafe { cell::<T>(slf) }, (a,))?
+            .into_result()?;
+        Ok(c_int::from(v))
+    };
+    // SAFETY: called by CPython with the thread attached.
+    unsafe { guard(&cx, body) }
+}
+
+/// `objobjargproc` — `mp_ass_subscript`: `obj[k] = v` (`Some(v)`) and `del obj[k]` (`None`),
+/// one handler for both.
+pub(crate) unsafe extern "C" fn objobjargproc<T, F, Key, V, R, K>(
+    slf: *mut ffi::PyObject,
+    key: *mut ffi::PyObject,
+    value: *mut ffi::PyObject,
+) -> c_int
+where
+    T: PyClass,
+    F: Receiver<T, (Key, Option<V>), R, K>,
+    Key: FromPy,
+    V: FromPy,
+    R: HandlerOutput<Value = ()>,
+{
+    // SAFETY: mp_ass_subscript receives an instance of the type it was installed on.
+    let cx = unsafe { Cx::of_instance::<T>(slf) };
+    let body = |_: &Cx| {
+        let k = method::slot_arg::<Key>(key, 0, method::name_of::<F>)?;
+        let v = optional_arg::<V>(value, 1, method::name_of::<F>)?;
+        // SAFETY: as above.
+        zst::<F>()
+            .invoke(unsafe { cell::<T>(slf) }, (k, v))?
+            .into_result()?;
+        Ok(0)
+    };
+    // SAFETY: called by CPython with the thread attached.
+    unsafe { guard(&cx, body) }
+}
+
+/// `objobjargproc` — `mp_ass_subscript` with separate handlers for `obj[k] = v` (`S`) and
+/// `del obj[k]` (`D`), so that each can take the receiver it needs (e.g. setting an item
+/// through `&T` while exported, deleting through `&mut T`).
+pub(crate) unsafe extern "C" fn objobjargproc_split<T, S, D, Key, V, RS, RD, KS, KD>(
+    slf: *mut ffi::PyObject,
+    key: *mut ffi::PyObject,
+    value: *mut ffi::PyObject,
+) -> c_int
+where
+    T: PyClass,
+    S: Receiver<T, (Key, V), RS, KS>,
+    D: Receiver<T, (Key,), RD, KD>,
+    Key: FromPy,
+    V: FromPy,
+    RS: HandlerOutput<Value = ()>,
+    RD: HandlerOutput<Value = ()>,
+{
+    // SAFETY: mp_ass_subscript receives an instance of the type it was installed on.
+    let cx = unsafe { Cx::of_instance::<T>(slf) };
+    let body = |_: &Cx| {
+        // SAFETY: as above.
+        let cell = unsafe { cell::<T>(slf) };
+        if value.is_null() {
+            let k = method::slot_arg::<Key>(key, 0, method::name_of::<D>)?;
+            zst::<D>().invoke(cell, (k,))?.into_result()?;
+        } else {
+            let k = method::slot_arg::<Key>(key, 0, method::name_of::<S>)?;
+            let v = method::slot_arg::<V>(value, 1, method::name_of::<S>)?;
+            zst::<S>().invoke(cell, (k, v))?.into_result()?;
+        }
+        Ok(0)
+    };
+    // SAFETY: called by CPython with the thread attached.
+    unsafe { guard(&cx, body) }
+}
+
+/// `richcmpfunc` — `tp_richcompare`: `a < b`, `a == b`, ... CPython calls it with the
+/// instance first (for a reflected comparison it swaps the operands and the operator).
+pub(crate) unsafe extern "C" fn richcmpfunc<T, F, R, K>(
+    slf: *mut ffi::PyObject,
+    other: *mut ffi::PyObject,
+    op: c_int,
+) -> *mut ffi::PyObject
+where
+    T: PyClass,
+    F: Receiver<T, (Object, crate::protocols::CompareOp), R, K>,
+    R: HandlerOutput,
+{
+    // SAFETY: do_richcompare calls the slot of the first argument's type with it first.
+    let cx = unsafe { Cx::of_instance::<T>(slf) };
+    let body = |cx: &Cx| {
+        let op = crate::protocols::CompareOp::from_raw(op)
+            .ok_or_else(|| PyErr::system_error(format!("invalid comparison operator {op}")))?;
+        let o = method::slot_arg::<Object>(other, 0, method::name_of::<F>)?;
+        // SAFETY: as above.
+        let out = zst::<F>().invoke(unsafe { cell::<T>(slf) }, (o, op))?;
+        output(cx, out)
+    };
+    // SAFETY: called by CPython with the thread attached.
+    unsafe { guard(&cx, body) }
+}
+
+/// `ternaryfunc` — `tp_call`: `obj(*args)` (positional arguments only).
+pub(crate) unsafe extern "C" fn ternaryfunc_call<T, F, A, R, K>(
+    slf: *mut ffi::PyObject,
+    args: *mut ffi::PyObject,
+    kwargs: *mut ffi::PyObject,
+) -> *mut ffi::PyObject
+where
+    T: PyClass,
+    F: Receiver<T, A, R, K>,
+    A: FromArgs,
+    R: HandlerOutput,
+{
+    // SAFETY: tp_call receives an instance of the type it was installed on.
+    let cx = unsafe { Cx::of_instance::<T>(slf) };
+    let body = |cx: &Cx| {
+        // SAFETY: CPython passes a tuple and a dict or NULL.
+        let args = unsafe { method::TupleArgs::new(args, kwargs, T::NAME, A::N) }?;
+        let a = A::from_args(args.as_slice(), method::class_name::<T>)?;
+        // SAFETY: as above.
+        let out = zst::<F>().invoke(unsafe { cell::<T>(slf) }, a)?;
+        output(cx, out)
+    };
+    // SAFETY: called by CPython with the thread attached.
+    unsafe { guard(&cx, body) }
+}
+
+// ---------------------------------------------------------------------------------------
+// Binary and ternary number slots: CPython calls the slot of *either* operand's type with
+// the operands in expression order (`1.0 + b` calls b's nb_add as nb_add(1.0, b)), so the
+// receiver is checked, never assumed.
+// ---------------------------------------------------------------------------------------
+
+/// A missing forward or reflected handler of a binary operator.
+#[derive(Clone, Copy)]
+pub struct NoHandler;
+
+/// One direction of a binary operator: the instance and the other operand.
+#[doc(hidden)]
+pub trait BinaryHandler<T>: Copy + 'static {
+    /// Whether a handler is registered for this direction.
+    const PRESENT: bool;
+    /// Calls the handler; `None` when absent.
+    fn call(
+        self,
+        cx: &Cx,
+        cell: &PyCell<T>,
+        other: *mut ffi::PyObject,
+    ) -> PyResult<*mut ffi::PyObject>;
+}
+
+impl<T> BinaryHandler<T> for NoHandler {
+    const PRESENT: bool = false;
+    fn call(self, _: &Cx, _: &PyCell<T>, _: *mut ffi::PyObject) -> PyResult<*mut ffi::PyObject> {
+        // SAFETY: attached thread (only called from trampolines).
+        Ok(unsafe { object::not_implemented() })
+    }
+}
+
+/// A registered binary handler `F` with argument type `A`, result `R`, receiver kind `K`.
+#[doc(hidden)]
+pub struct Binary<F, A, R, K>(core::marker::PhantomData<(F, A, R, K)>);
+
+impl<F, A, R, K> Clone for Binary<F, A, R, K> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<F, A, R, K> Copy for Binary<F, A, R, K> {}
+
+impl<T, F, A, R, K> BinaryHandler<T> for Binary<F, A, R, K>
+where
+    T: PyClass,
+    F: Receiver<T, (A,), R, K>,
+    A: FromPy + 'static,
+    R: HandlerOutput + 'static,
+    K: 'static,
+{
+    const PRESENT: bool = true;
+    #[inline(always)]
+    fn call(
+        self,
+        cx: &Cx,
+        cell: &PyCell<T>,
+        other: *mut ffi::PyObject,
+    ) -> PyResult<*mut ffi::PyObject> {
+        let a = method::slot_arg::<A>(other, 0, method::name_of::<F>)?;
+        output(cx, zst::<F>().invoke(cell, (a,))?)
+    }
+}
+
+/// `binaryfunc` for number operators — `nb_add`, `nb_subtract`, ... : `F` handles
+/// `instance op other`, `G` handles `other op instance` (the reflected form); anything else,
+/// or a missing handler, is `NotImplemented`. A handler never sees a receiver that is not a
+/// `T`.
+pub(crate) unsafe extern "C" fn binaryfunc_number<T, F, G>(
+    lhs: *mut ffi::PyObject,
+    rhs: *mut ffi::PyObject,
+) -> *mut ffi::PyObject
+where
+    T: PyClass,
+    F: BinaryHandler<T>,
+    G: BinaryHandler<T>,
+{
+    let lhs_is_t = crate::cell::is_instance::<T>(lhs);
+    let (slf, other, forward) = if lhs_is_t {
+        (lhs, rhs, true)
+    } else if G::PRESENT && crate::cell::is_instance::<T>(rhs) {
+        (rhs, lhs, false)
+    } else {
+        // SAFETY: attached thread.
+        return unsafe { object::not_implemented() };
+    };
+    // SAFETY: `slf` was checked to be a T instance just above.
+    let cx = unsafe { Cx::of_instance::<T>(slf) };
+    let body = |cx: &Cx| {
+        // SAFETY: checked above.
+        let cell = unsafe { cell::<T>(slf) };
+        if forward {
+            zst::<F>().call(cx, cell, other)
+        } else {
+            zst::<G>().call(cx, cell, other)
+        }
+    };
+    // SAFETY: called by CPython with the thread attached.
+    unsafe { guard(&cx, body) }
+}
+
+/// One direction of `pow(a, b[, m])`.
+#[doc(hidden)]
+pub trait PowerHandler<T>: Copy + 'static {
+    /// Whether a handler is registered for this direction.
+    const PRESENT: bool;
+    /// Calls the handler.
+    fn call(
+        self,
+        cx: &Cx,
+        cell: &PyCell<T>,
+        other: *mut ffi::PyObject,
+        modulo: *mut ffi::PyObject,
+    ) -> PyResult<*mut ffi::PyObject>;
+}
+
+impl<T> PowerHandler<T> for NoHandler {
+    const PRESENT: bool = false;
+    fn call(
+        self,
+        _: &Cx,
+        _: &PyCell<T>,
+        _: *mut ffi::PyObject,
+        _: *mut ffi::PyObject,
+    ) -> PyResult<*mut ffi::PyObject> {
+        // SAFETY: attached thread (only called from trampolines).
+        Ok(unsafe { object::not_implemented() })
+    }
+}
+
+impl<T, F, A, R, K> PowerHandler<T> for Binary<F, A, R, K>
+where
+    T: PyClass,
+    F: Receiver<T, (A, Option<Object>), R, K>,
+    A: FromPy + 'static,
+    R: HandlerOutput + 'static,
+    K: 'static,
+{
+    const PRESENT: bool = true;
+    #[inline(always)]
+    fn call(
+        self,
+        cx: &Cx,
+        cell: &PyCell<T>,
+        other: *mut ffi::PyObject,
+        modulo: *mut ffi::PyObject,
+    ) -> PyResult<*mut ffi::PyObject> {
+        let a = method::slot_arg::<A>(other, 0, method::name_of::<F>)?;
+        let m = method::slot_arg::<Option<Object>>(modulo, 1, method::name_of::<F>)?;
+        output(cx, zst::<F>().invoke(cell, (a, m))?)
+    }
+}
+
+/// `ternaryfunc` — `nb_power`: `a ** b`, `pow(a, b, m)` (`m` is `None` when absent), with
+/// the same operand checks as [`binaryfunc_number`].
+pub(crate) unsafe extern "C" fn ternaryfunc_power<T, F, G>(
+    lhs: *mut ffi::PyObject,
+    rhs: *mut ffi::PyObject,
+    modulo: *mut ffi::PyObject,
+) -> *mut ffi::PyObject
+where
+    T: PyClass,
+    F: PowerHandler<T>,
+    G: PowerHandler<T>,
+{
+    let (slf, other, forward) = if crate::cell::is_instance::<T>(lhs) {
+        (lhs, rhs, true)
+    } else if G::PRESENT && crate::cell::is_instance::<T>(rhs) {
+        (rhs, lhs, false)
+    } else {
+        // SAFETY: attached thread.
+        return unsafe { object::not_implemented() };
+    };
+    // SAFETY: `slf` was checked to be a T instance just above.
+    let cx = unsafe { Cx::of_instance::<T>(slf) };
+    let body = |cx: &Cx| {
+        // SAFETY: checked above.
+        let cell = unsafe { cell::<T>(slf) };
+        if forward {
+            zst::<F>().call(cx, cell, other, modulo)
+        } else {
+            zst::<G>().call(cx, cell, other, modulo)
+        }
+    };
+    // SAFETY: called by CPython with the thread attached.
+    unsafe { guard(&cx, body) }
 }

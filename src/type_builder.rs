@@ -87,6 +87,8 @@ pub(crate) struct TypeSpec {
     getset: Vec<GetSet>,
     vectorcall: Option<ffi::vectorcallfunc>,
     error: Option<String>,
+    /// Binary number slots: which operand orders the installed trampoline handles.
+    binary_halves: BTreeMap<c_int, u8>,
 }
 
 struct GetSet {
@@ -117,6 +119,7 @@ impl<T: PyClass> TypeBuilder<T> {
             getset: Vec::new(),
             vectorcall: None,
             error: None,
+            binary_halves: BTreeMap::new(),
         };
         #[cfg(Py_3_10)]
         {
@@ -157,6 +160,20 @@ impl<T: PyClass> TypeBuilder<T> {
     /// Whether a slot has been recorded (protocol builders use it to pair slots).
     pub(crate) fn has_slot(&self, id: c_int) -> bool {
         self.spec.slots.contains_key(&id)
+    }
+
+    /// Which operand orders the binary number slot `id` handles, if installed.
+    pub(crate) fn binary_half(&self, id: c_int) -> Option<u8> {
+        self.spec.binary_halves.get(&id).copied()
+    }
+
+    pub(crate) fn set_binary_half(&mut self, id: c_int, half: u8) {
+        self.spec.binary_halves.insert(id, half);
+    }
+
+    /// Records a declaration error, reported as `TypeError` when the module is created.
+    pub(crate) fn record_error(&mut self, msg: String) {
+        self.spec.error.get_or_insert(msg);
     }
 
     /// Construction from `T::default()`: `T()` takes no arguments.
@@ -321,7 +338,7 @@ impl<T: PyClass> TypeBuilder<T> {
     /// layout, and pontoneer instances hold no Python references to traverse.
     pub fn flags(&mut self, flags: c_ulong) -> &mut Self {
         if flags & FORBIDDEN_FLAGS != 0 {
-            self.spec.error = Some(format!(
+            self.record_error(format!(
                 "{}: Py_TPFLAGS_BASETYPE and Py_TPFLAGS_HAVE_GC are not supported",
                 T::NAME.to_string_lossy()
             ));

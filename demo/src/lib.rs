@@ -10,6 +10,11 @@ use core::cell::Cell;
 use core::ffi::CStr;
 
 use pontoneer::prelude::*;
+use pontoneer::protocols::mapping::MappingProtocolBuilder;
+use pontoneer::protocols::number::NumberProtocolBuilder;
+use pontoneer::protocols::sequence::SequenceProtocolBuilder;
+use pontoneer::protocols::type_protocol::TypeProtocolBuilder;
+use pontoneer::protocols::{CompareOp, Index};
 
 /// A growable, read-only-exported vector of float64.
 #[derive(Default)]
@@ -49,6 +54,80 @@ impl FloatBuffer {
 
     fn buffer(&self, _flags: BufferFlags) -> PyResult<BufferInfo<'_>> {
         Ok(BufferInfo::from_cells(&self.data).readonly())
+    }
+
+    fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// `b[i]` (mapping slot: the fast path for `b[i]`, with `list`'s index rules).
+    fn item(&self, i: Index) -> PyResult<f64> {
+        Ok(self.data[i.resolve(self.data.len())?].get())
+    }
+
+    /// `b[i]` through `sq_item` (iteration); CPython already added `len` to negative `i`.
+    fn seq_item(&self, i: isize) -> PyResult<f64> {
+        self.item(Index(i))
+    }
+
+    /// `b[i] = x`: through `&self` and a `Cell`, so it works while a view is exported and the
+    /// change is visible through the view.
+    fn set_item(&self, i: Index, x: f64) -> PyResult<()> {
+        self.data[i.resolve(self.data.len())?].set(x);
+        Ok(())
+    }
+
+    /// `del b[i]`: moves memory, so `&mut self` (refused while exported).
+    fn del_item(&mut self, i: Index) -> PyResult<()> {
+        let i = i.resolve(self.data.len())?;
+        self.data.remove(i);
+        Ok(())
+    }
+
+    /// `x in b`: anything that is not a real number is not in the buffer.
+    fn contains(&self, x: Object) -> PyResult<bool> {
+        match x.extract::<f64>() {
+            Ok(v) => Ok(self.data.iter().any(|c| c.get() == v)),
+            Err(e) if e.is_instance_of(ExceptionType::TypeError) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `b + c`: a new FloatBuffer when `c` is one, `NotImplemented` otherwise.
+    fn concat(&self, other: Object) -> PyResult<Outcome<FloatBuffer>> {
+        let Ok(other) = PyRef::<FloatBuffer>::borrow(&other) else {
+            return Ok(Outcome::NotImplemented);
+        };
+        let mut data = Vec::new();
+        data.try_reserve_exact(self.data.len() + other.data.len())?;
+        data.extend(self.data.iter().chain(other.data.iter()).cloned());
+        Ok(Outcome::Value(FloatBuffer { data }))
+    }
+
+    /// `-b`: every item negated (`-0.0` for `0.0`).
+    fn neg(&self) -> PyResult<FloatBuffer> {
+        let mut data = Vec::new();
+        data.try_reserve_exact(self.data.len())?;
+        data.extend(self.data.iter().map(|c| Cell::new(-c.get())));
+        Ok(FloatBuffer { data })
+    }
+
+    /// `==` and `!=` between FloatBuffers; everything else is `NotImplemented`.
+    fn compare(&self, other: Object, op: CompareOp) -> Outcome<bool> {
+        let Ok(other) = PyRef::<FloatBuffer>::borrow(&other) else {
+            return Outcome::NotImplemented;
+        };
+        let equal = self.data.len() == other.data.len()
+            && self
+                .data
+                .iter()
+                .zip(other.data.iter())
+                .all(|(a, b)| a.get() == b.get());
+        match op {
+            CompareOp::Eq => Outcome::Value(equal),
+            CompareOp::Ne => Outcome::Value(!equal),
+            _ => Outcome::NotImplemented,
+        }
     }
 }
 
@@ -136,6 +215,17 @@ pub fn init(m: &mut ModuleBuilder) -> PyResult<()> {
         .def_method((c"sum", c"sum() -> float"), FloatBuffer::sum)
         .def_repr(FloatBuffer::repr);
     BufferProtocolBuilder::new(t).def_getbuffer(FloatBuffer::buffer);
+    SequenceProtocolBuilder::new(t)
+        .def_len(FloatBuffer::len)
+        .def_getitem(FloatBuffer::seq_item)
+        .def_contains(FloatBuffer::contains);
+    MappingProtocolBuilder::new(t)
+        .def_getitem(FloatBuffer::item)
+        .def_setitem_delitem(FloatBuffer::set_item, FloatBuffer::del_item);
+    NumberProtocolBuilder::new(t)
+        .def_add(FloatBuffer::concat)
+        .def_neg(FloatBuffer::neg);
+    TypeProtocolBuilder::new(t).def_richcompare(FloatBuffer::compare);
 
     let t = m
         .add_type::<Matrix>()?
