@@ -677,7 +677,8 @@ where
     let cx = unsafe { Cx::of_instance::<T>(slf) };
     let body = |cx: &Cx| {
         // SAFETY: as above.
-        let out = zst::<F>().invoke(unsafe { cell::<T>(slf) }, ())?;
+        let cell = unsafe { cell::<T>(slf) };
+        let out = zst::<F>().invoke(cell, ())?;
         output(cx, out)
     };
     // SAFETY: called by CPython with the thread attached.
@@ -706,10 +707,8 @@ where
     let cx = unsafe { Cx::of_instance::<T>(slf) };
     let body = |cx: &Cx| {
         // SAFETY: as above.
-        match zst::<F>()
-            .invoke(unsafe { cell::<T>(slf) }, ())?
-            .into_result()?
-        {
+        let cell = unsafe { cell::<T>(slf) };
+        match zst::<F>().invoke(cell, ())?.into_result()? {
             Some(v) => v.into_py(cx),
             None => Ok(core::ptr::null_mut()),
         }
@@ -729,9 +728,8 @@ where
     let cx = unsafe { Cx::of_instance::<T>(slf) };
     let body = |_: &Cx| {
         // SAFETY: as above.
-        let v = zst::<F>()
-            .invoke(unsafe { cell::<T>(slf) }, ())?
-            .into_result()?;
+        let cell = unsafe { cell::<T>(slf) };
+        let v = zst::<F>().invoke(cell, ())?.into_result()?;
         Ok(c_int::from(v))
     };
     // SAFETY: called by CPython with the thread attached.
@@ -749,9 +747,8 @@ where
     let cx = unsafe { Cx::of_instance::<T>(slf) };
     let body = |_: &Cx| {
         // SAFETY: as above.
-        let n = zst::<F>()
-            .invoke(unsafe { cell::<T>(slf) }, ())?
-            .into_result()?;
+        let cell = unsafe { cell::<T>(slf) };
+        let n = zst::<F>().invoke(cell, ())?.into_result()?;
         ffi::Py_ssize_t::try_from(n)
             .map_err(|_| PyErr::overflow_error("length does not fit in Py_ssize_t"))
     };
@@ -771,9 +768,8 @@ where
     let cx = unsafe { Cx::of_instance::<T>(slf) };
     let body = |_: &Cx| {
         // SAFETY: as above.
-        let h = zst::<F>()
-            .invoke(unsafe { cell::<T>(slf) }, ())?
-            .into_result()?;
+        let cell = unsafe { cell::<T>(slf) };
+        let h = zst::<F>().invoke(cell, ())?.into_result()?;
         Ok(h.into_hash())
     };
     // SAFETY: called by CPython with the thread attached.
@@ -797,7 +793,8 @@ where
     let body = |cx: &Cx| {
         let a = method::slot_arg::<A>(arg, 0, method::name_of::<F>)?;
         // SAFETY: as above.
-        let out = zst::<F>().invoke(unsafe { cell::<T>(slf) }, (a,))?;
+        let cell = unsafe { cell::<T>(slf) };
+        let out = zst::<F>().invoke(cell, (a,))?;
         output(cx, out)
     };
     // SAFETY: called by CPython with the thread attached.
@@ -833,9 +830,8 @@ where
     let body = |_: &Cx| {
         let a = method::slot_arg::<A>(arg, 0, method::name_of::<F>)?;
         // SAFETY: as above.
-        let v = zst::<F>()
-            .invoke(unsafe { cell::<T>(slf) }, (a,))?
-            .into_result()?;
+        let cell = unsafe { cell::<T>(slf) };
+        let v = zst::<F>().invoke(cell, (a,))?.into_result()?;
         Ok(in_place(slf, v))
     };
     // SAFETY: called by CPython with the thread attached.
@@ -861,9 +857,8 @@ where
         let a = method::slot_arg::<A>(arg, 0, method::name_of::<F>)?;
         let m = method::slot_arg::<Option<Object>>(modulo, 1, method::name_of::<F>)?;
         // SAFETY: as above.
-        let v = zst::<F>()
-            .invoke(unsafe { cell::<T>(slf) }, (a, m))?
-            .into_result()?;
+        let cell = unsafe { cell::<T>(slf) };
+        let v = zst::<F>().invoke(cell, (a, m))?.into_result()?;
         Ok(in_place(slf, v))
     };
     // SAFETY: called by CPython with the thread attached.
@@ -885,7 +880,8 @@ where
     let cx = unsafe { Cx::of_instance::<T>(slf) };
     let body = |cx: &Cx| {
         // SAFETY: as above.
-        let out = zst::<F>().invoke(unsafe { cell::<T>(slf) }, (i,))?;
+        let cell = unsafe { cell::<T>(slf) };
+        let out = zst::<F>().invoke(cell, (i,))?;
         output(cx, out)
     };
     // SAFETY: called by CPython with the thread attached.
@@ -907,9 +903,8 @@ where
     let cx = unsafe { Cx::of_instance::<T>(slf) };
     let body = |_: &Cx| {
         // SAFETY: as above.
-        let v = zst::<F>()
-            .invoke(unsafe { cell::<T>(slf) }, (i,))?
-            .into_result()?;
+        let cell = unsafe { cell::<T>(slf) };
+        let v = zst::<F>().invoke(cell, (i,))?.into_result()?;
         Ok(in_place(slf, v))
     };
     // SAFETY: called by CPython with the thread attached.
@@ -933,9 +928,8 @@ where
     let body = |_: &Cx| {
         let v = optional_arg::<V>(value, 1, method::name_of::<F>)?;
         // SAFETY: as above.
-        zst::<F>()
-            .invoke(unsafe { cell::<T>(slf) }, (i, v))?
-            .into_result()?;
+        let cell = unsafe { cell::<T>(slf) };
+        zst::<F>().invoke(cell, (i, v))?.into_result()?;
         Ok(0)
     };
     // SAFETY: called by CPython with the thread attached.
@@ -972,9 +966,8 @@ where
     let body = |_: &Cx| {
         let a = method::slot_arg::<A>(arg, 0, method::name_of::<F>)?;
         // SAFETY: as above.
-        let v = zst::<F>()
-            .invoke(unsafe { cell::<T>(slf) }, (a,))?
-            .into_result()?;
+        let cell = unsafe { cell::<T>(slf) };
+        let v = zst::<F>().invoke(cell, (a,))?.into_result()?;
         Ok(c_int::from(v))
     };
     // SAFETY: called by CPython with the thread attached.
@@ -1001,9 +994,8 @@ where
         let k = method::slot_arg::<Key>(key, 0, method::name_of::<F>)?;
         let v = optional_arg::<V>(value, 1, method::name_of::<F>)?;
         // SAFETY: as above.
-        zst::<F>()
-            .invoke(unsafe { cell::<T>(slf) }, (k, v))?
-            .into_result()?;
+        let cell = unsafe { cell::<T>(slf) };
+        zst::<F>().invoke(cell, (k, v))?.into_result()?;
         Ok(0)
     };
     // SAFETY: called by CPython with the thread attached.
@@ -1065,7 +1057,8 @@ where
             .ok_or_else(|| PyErr::system_error(format!("invalid comparison operator {op}")))?;
         let o = method::slot_arg::<Object>(other, 0, method::name_of::<F>)?;
         // SAFETY: as above.
-        let out = zst::<F>().invoke(unsafe { cell::<T>(slf) }, (o, op))?;
+        let cell = unsafe { cell::<T>(slf) };
+        let out = zst::<F>().invoke(cell, (o, op))?;
         output(cx, out)
     };
     // SAFETY: called by CPython with the thread attached.
@@ -1091,7 +1084,8 @@ where
         let args = unsafe { method::TupleArgs::new(args, kwargs, T::NAME, A::N) }?;
         let a = A::from_args(args.as_slice(), method::class_name::<T>)?;
         // SAFETY: as above.
-        let out = zst::<F>().invoke(unsafe { cell::<T>(slf) }, a)?;
+        let cell = unsafe { cell::<T>(slf) };
+        let out = zst::<F>().invoke(cell, a)?;
         output(cx, out)
     };
     // SAFETY: called by CPython with the thread attached.
