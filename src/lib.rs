@@ -8,7 +8,12 @@
 //!   functions, constants and exception types on a [`ModuleBuilder`].
 //! - [`TypeBuilder<T>`] assembles a heap type for a Rust type `T: PyClass`: construction,
 //!   methods (`&T` and `&mut T` receivers), static methods, properties, `repr`/`str`.
-//! - Protocol builders ([`BufferProtocolBuilder`]) install slots from plain Rust functions.
+//! - Protocol builders install slots from plain Rust functions:
+//!   [`TypeProtocolBuilder`](protocols::type_protocol::TypeProtocolBuilder),
+//!   [`NumberProtocolBuilder`](protocols::number::NumberProtocolBuilder),
+//!   [`MappingProtocolBuilder`](protocols::mapping::MappingProtocolBuilder),
+//!   [`SequenceProtocolBuilder`](protocols::sequence::SequenceProtocolBuilder) and
+//!   [`BufferProtocolBuilder`].
 //!
 //! Handlers are fn items or non-capturing closures. Each one gets its own monomorphized
 //! `extern "C"` trampoline that calls it directly; arguments are converted with [`FromPy`],
@@ -63,6 +68,11 @@ pub use method::{Exclusive, FromArgs, Function, MAX_ARGS, Method, MethodMut, Rec
 pub use module::{ModuleBuilder, ModuleDef, ModuleSlots};
 pub use object::Object;
 pub use protocols::buffer::{BufferFlags, BufferInfo, BufferProtocolBuilder, Element};
+pub use protocols::mapping::MappingProtocolBuilder;
+pub use protocols::number::NumberProtocolBuilder;
+pub use protocols::sequence::SequenceProtocolBuilder;
+pub use protocols::type_protocol::TypeProtocolBuilder;
+pub use protocols::{CompareOp, Index, RichCompareOps};
 #[doc(hidden)]
 pub use trampoline::Cx;
 pub use type_builder::{Def, TypeBuilder};
@@ -70,8 +80,10 @@ pub use type_builder::{Def, TypeBuilder};
 /// Everything a module definition usually needs.
 pub mod prelude {
     pub use crate::{
-        BufferFlags, BufferInfo, BufferProtocolBuilder, Element, ExceptionType, ModuleBuilder,
-        Object, Outcome, PyClass, PyErr, PyException, PyRef, PyRefMut, PyResult, TypeBuilder,
+        BufferFlags, BufferInfo, BufferProtocolBuilder, CompareOp, Element, ExceptionType, Index,
+        MappingProtocolBuilder, ModuleBuilder, NumberProtocolBuilder, Object, Outcome, PyClass,
+        PyErr, PyException, PyRef, PyRefMut, PyResult, SequenceProtocolBuilder, TypeBuilder,
+        TypeProtocolBuilder,
     };
 }
 

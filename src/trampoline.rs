@@ -247,10 +247,17 @@ fn raise_panic<R: CReturn>(cx: &Cx, payload: Box<dyn core::any::Any + Send>) -> 
     R::ERR
 }
 
+/// Reports `err` through `sys.unraisablehook` without disturbing an exception that is
+/// already pending (a release or dealloc can run while the caller is propagating one, e.g.
+/// `b"".join([exporter, 1])` releases the first view while its `TypeError` is set).
 #[cold]
 #[inline(never)]
 fn unraisable(cx: &Cx, err: PyErr, context: *mut ffi::PyObject) {
+    let pending = PyErr::take();
     err.write_unraisable(cx, context);
+    if let Some(pending) = pending {
+        pending.restore(cx);
+    }
 }
 
 /// Converts a handler's output into a new reference.
@@ -1151,8 +1158,25 @@ where
         cell: &PyCell<T>,
         other: *mut ffi::PyObject,
     ) -> PyResult<*mut ffi::PyObject> {
-        let a = method::slot_arg::<A>(other, 0, method::name_of::<F>)?;
+        let a = match method::slot_arg::<A>(other, 0, method::name_of::<F>) {
+            Ok(a) => a,
+            Err(e) => return operand_mismatch(e),
+        };
         output(cx, zst::<F>().invoke(cell, (a,))?)
+    }
+}
+
+/// An operand that does not convert to the handler's argument type (a `TypeError`) means
+/// the operator does not apply: `NotImplemented`, so Python tries the other operand and
+/// then raises its usual "unsupported operand type(s)" error. Other errors propagate.
+#[cold]
+#[inline(never)]
+fn operand_mismatch(err: PyErr) -> PyResult<*mut ffi::PyObject> {
+    if err.is_instance_of(crate::ExceptionType::TypeError) {
+        // SAFETY: attached thread (only called from trampolines).
+        Ok(unsafe { object::not_implemented() })
+    } else {
+        Err(err)
     }
 }
 
@@ -1239,7 +1263,10 @@ where
         other: *mut ffi::PyObject,
         modulo: *mut ffi::PyObject,
     ) -> PyResult<*mut ffi::PyObject> {
-        let a = method::slot_arg::<A>(other, 0, method::name_of::<F>)?;
+        let a = match method::slot_arg::<A>(other, 0, method::name_of::<F>) {
+            Ok(a) => a,
+            Err(e) => return operand_mismatch(e),
+        };
         let m = method::slot_arg::<Option<Object>>(modulo, 1, method::name_of::<F>)?;
         output(cx, zst::<F>().invoke(cell, (a, m))?)
     }
@@ -1257,9 +1284,12 @@ where
     F: PowerHandler<T>,
     G: PowerHandler<T>,
 {
+    // SAFETY: comparing with the None singleton's address.
+    let two_args = modulo.is_null() || modulo == unsafe { ffi::Py_None() };
     let (slf, other, forward) = if crate::cell::is_instance::<T>(lhs) {
         (lhs, rhs, true)
-    } else if G::PRESENT && crate::cell::is_instance::<T>(rhs) {
+    } else if G::PRESENT && two_args && crate::cell::is_instance::<T>(rhs) {
+        // Like Python classes' `__rpow__`, the reflected form serves two-argument `pow` only.
         (rhs, lhs, false)
     } else {
         // SAFETY: attached thread.

@@ -214,3 +214,76 @@ assert issubclass(d.PanicException, BaseException) and not issubclass(d.PanicExc
 "#)
     });
 }
+
+#[test]
+fn protocol_slots_from_rust() {
+    with_py(|| {
+        run(r#"
+V = t.Vec2
+a, b = V(1, 2), V(3, 4)
+assert (a + b) == V(4, 6) and (1.0 + a) == V(2, 3) and (10 - a) == V(9, 8)
+assert (a @ b) == 11.0 and abs(b) == 5.0 and hash(V(-1, 0)) == -2
+c = a
+c += b
+assert c is a and a == V(4, 6)
+for expr in ("a + None", "None + a", "a < b", "pow(2, a, 5)"):
+    try:
+        eval(expr)
+    except TypeError:
+        pass
+    else:
+        raise AssertionError(expr)
+m = t.StrMap(); m["k"] = 1.5
+assert len(m) == 1 and m["k"] == 1.5
+del m["k"]
+assert len(m) == 0
+assert list(t.Countdown(3)) == [2, 1, 0] and t.Adder(2)(3) == 5.0
+s = t.Seq(3)
+assert s[-1] == 2 and 1 in s and (s + s).tolist() == [0, 1, 2, 0, 1, 2] and (s * 2).tolist() == [0, 1, 2] * 2
+s += [5]
+s *= 2
+assert s.tolist() == [0, 1, 2, 5] * 2
+b = d.FloatBuffer.from_count(3)
+with memoryview(b) as v:
+    b[0] = 9.0                    # through a Cell: allowed while exported, visible
+    assert v[0] == 9.0
+    try:
+        del b[0]
+    except BufferError:
+        pass
+    else:
+        raise AssertionError("del while exported")
+del b[0]
+assert b.sum() == 3.0 and len(b) == 2 and -b == d.FloatBuffer.from_count(0) + -b
+"#)
+    });
+}
+
+#[test]
+fn panics_in_every_slot_kind_become_exceptions() {
+    with_py(|| {
+        run(r#"
+V = t.Vec2
+p, ok = V(666, 0), V(1, 1)
+calls = [
+    lambda: -p, lambda: abs(p), lambda: int(p), lambda: bool(p), lambda: p + ok,
+    lambda: p ** 2, lambda: hash(p), lambda: repr(p), lambda: p == ok,
+    lambda: t.StrMap()["panic"], lambda: next(t.Countdown(666)), lambda: t.Adder(0)(666),
+    lambda: 666 in t.Seq(700), lambda: t.Seq(700)[666],
+]
+for call in calls:
+    try:
+        call()
+    except BaseException as e:
+        assert type(e).__name__ == "PanicException", e
+    else:
+        raise AssertionError("no panic")
+q = V(666, 0)
+try:
+    q += ok
+except BaseException as e:
+    assert type(e).__name__ == "PanicException"
+assert q.x == 666                 # usable: the &mut borrow was released
+"#)
+    });
+}

@@ -93,8 +93,9 @@ macro_rules! unary_ops {
 macro_rules! binary_ops {
     ($($syntax:literal: $fwd:ident, $rev:ident, $both:ident, $slot:ident;)*) => {$(
         #[doc = concat!("`", stringify!($slot), "` — `", $syntax, "` with the instance on the left. ",
-            "The handler gets the other operand (any `FromPy` type; a conversion failure is a ",
-            "`TypeError`) and usually returns an [`Outcome`](crate::Outcome).")]
+            "The handler gets the other operand as any `FromPy` type (an operand that does not ",
+            "convert makes the operator `NotImplemented`) and returns a value or an ",
+            "[`Outcome`](crate::Outcome).")]
         pub fn $fwd<F, A, R, K>(self, handler: F) -> Self
         where
             F: Receiver<T, (A,), R, K>,
@@ -288,7 +289,8 @@ impl<'t, T: PyClass> NumberProtocolBuilder<'t, T> {
     }
 
     /// `nb_power`, reflected — `b ** a` with the instance as the exponent and a base that is
-    /// not a `T`. (CPython never calls the reflected form for three-argument `pow`.)
+    /// not a `T`. As with Python classes' `__rpow__`, three-argument `pow(b, a, m)` does not use
+    /// the reflected form (it is `NotImplemented`, hence `TypeError`).
     pub fn def_rpow<F, A, R, K>(self, handler: F) -> Self
     where
         F: Receiver<T, (A, Option<Object>), R, K>,

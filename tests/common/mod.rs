@@ -6,6 +6,8 @@ use pontoneer::{Object, PyResult, embed};
 
 #[path = "../../demo/src/lib.rs"]
 pub mod demo;
+#[path = "../testmod/src/slots.rs"]
+pub mod slots;
 #[path = "../testmod/src/types.rs"]
 pub mod testmod;
 

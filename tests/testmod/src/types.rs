@@ -362,5 +362,6 @@ pub fn init(m: &mut ModuleBuilder) -> PyResult<()> {
     BufferProtocolBuilder::new(t)
         .def_getbuffer(Faulty::buffer)
         .def_releasebuffer_with(Faulty::release_hook);
-    Ok(())
+
+    super::slots::add(m)
 }
