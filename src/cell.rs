@@ -104,6 +104,27 @@ impl<T: PyClass> PyCell<T> {
         Ok(RefMut { cell: self })
     }
 
+    /// The value without a borrow (raw receivers).
+    ///
+    /// # Safety
+    /// No `&mut T` exists while the reference is used.
+    #[inline(always)]
+    pub(crate) unsafe fn value_unchecked(&self) -> &T {
+        // SAFETY: caller's contract; the value is initialised (module docs).
+        unsafe { &*self.value.get() }
+    }
+
+    /// The value mutably without a borrow (raw receivers).
+    ///
+    /// # Safety
+    /// No other reference to the value exists while this one is used.
+    #[inline(always)]
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn value_mut_unchecked(&self) -> &mut T {
+        // SAFETY: caller's contract; the value is initialised (module docs).
+        unsafe { &mut *self.value.get() }
+    }
+
     /// Number of live buffer exports.
     #[inline(always)]
     pub(crate) fn exports(&self) -> isize {

@@ -145,11 +145,18 @@ fn namespace(names: &[(&str, &Object)]) -> PyResult<Object> {
 
 fn exec_in(code: &str, start: core::ffi::c_int, ns: &Object) -> PyResult<Object> {
     let ccode = CString::new(code).map_err(|_| PyErr::value_error("NUL in code"))?;
-    // SAFETY: GIL held; `ns` is a dict used as globals and locals.
-    unsafe {
-        Object::from_result(ffi::PyRun_String(
+    // SAFETY: GIL held; NUL-terminated source and file name.
+    let compiled = unsafe {
+        Object::from_result(ffi::Py_CompileString(
             ccode.as_ptr(),
+            c"<pontoneer>".as_ptr(),
             start,
+        ))
+    }?;
+    // SAFETY: GIL held; a code object and a dict used as globals and locals.
+    unsafe {
+        Object::from_result(ffi::PyEval_EvalCode(
+            compiled.as_ptr(),
             ns.as_ptr(),
             ns.as_ptr(),
         ))

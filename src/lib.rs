@@ -64,7 +64,10 @@ pub use cell::PyCell;
 pub use cell::{PyClass, PyRef, PyRefMut, ensure_not_exported, exports};
 pub use convert::{FromPy, HandlerOutput, IntoPy, Outcome};
 pub use error::{ExceptionType, PyErr, PyException, PyResult};
-pub use method::{Exclusive, FromArgs, Function, MAX_ARGS, Method, MethodMut, Receiver, Shared};
+pub use method::{
+    Exclusive, FromArgs, Function, MAX_ARGS, Method, MethodMut, Raw, RawMethod, RawSelf, Receiver,
+    Shared,
+};
 pub use module::{ModuleBuilder, ModuleDef, ModuleSlots};
 pub use object::Object;
 pub use protocols::buffer::{BufferFlags, BufferInfo, BufferProtocolBuilder, Element};

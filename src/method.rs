@@ -42,6 +42,104 @@ pub trait Function<A, R>: Copy + 'static {
     fn call(self, args: A) -> R;
 }
 
+/// A handler with the raw receiver: `Fn(RawSelf<T>, A1, .., An) -> R`. The layer takes no
+/// borrow; the handler decides (see [`RawSelf`]).
+pub trait RawMethod<T, A, R>: Copy + 'static {
+    /// Calls the handler.
+    fn call_raw(self, this: RawSelf<'_, T>, args: A) -> R;
+}
+
+/// The raw receiver, for embedders who need the object itself: its pointer, its export
+/// count, and — `unsafe`, bypassing the borrow flag — its value. The type is still checked
+/// (a `RawSelf<T>` only ever wraps a `T` instance), but aliasing is the handler's business.
+///
+/// ```
+/// # pontoneer::doctest_module(|m| {
+/// use pontoneer::prelude::*;
+/// use pontoneer::RawSelf;
+/// #[derive(Default)]
+/// struct Blob { data: Vec<u8> }
+/// impl PyClass for Blob { const NAME: &'static core::ffi::CStr = c"Blob"; }
+/// fn grow(this: RawSelf<'_, Blob>, n: usize) -> PyResult<usize> {
+///     this.ensure_not_exported()?;
+///     let mut blob = this.borrow_mut()?;     // the checked way
+///     let len = blob.data.len();
+///     blob.data.resize(len + n, 0);
+///     Ok(blob.data.len())
+/// }
+/// fn len_unchecked(this: RawSelf<'_, Blob>) -> usize {
+///     // SAFETY: no &mut Blob exists while this read-only handler runs: every mutation of a
+///     // Blob goes through `grow`, which holds the borrow flag and never calls back into Python.
+///     unsafe { this.get() }.data.len()
+/// }
+/// m.add_type::<Blob>()?.def_init_default()
+///     .def_method_raw(c"grow", grow)
+///     .def_method_raw(c"size", len_unchecked);
+/// # Ok(()) }, "b = m.Blob(); assert b.grow(3) == 3 and b.size() == 3");
+/// ```
+pub struct RawSelf<'a, T> {
+    cell: &'a crate::cell::PyCell<T>,
+}
+
+impl<'a, T: crate::PyClass> RawSelf<'a, T> {
+    /// The object (borrowed).
+    pub fn as_ptr(&self) -> *mut ffi::PyObject {
+        (self.cell as *const crate::cell::PyCell<T>)
+            .cast_mut()
+            .cast()
+    }
+    /// Number of live buffer exports.
+    pub fn exports(&self) -> isize {
+        self.cell.exports()
+    }
+    /// `BufferError` while buffers are exported.
+    pub fn ensure_not_exported(&self) -> PyResult<()> {
+        // SAFETY: the cell is a live T instance, attached thread.
+        unsafe { crate::cell::ensure_not_exported::<T>(self.as_ptr()) }
+    }
+    /// A checked shared borrow (`RuntimeError` on conflict).
+    pub fn borrow(&self) -> PyResult<impl core::ops::Deref<Target = T> + 'a> {
+        self.cell.try_borrow()
+    }
+    /// A checked exclusive borrow (`RuntimeError` on conflict, `BufferError` while
+    /// exporting).
+    pub fn borrow_mut(&self) -> PyResult<impl core::ops::DerefMut<Target = T> + 'a> {
+        self.cell.try_borrow_mut()
+    }
+    /// The value, without touching the borrow flag.
+    ///
+    /// # Safety
+    /// No `&mut T` to this value may exist while the returned reference is used (none is
+    /// created by the layer unless some handler holds an exclusive borrow: a `&mut T` method
+    /// running further up the stack, or a live [`borrow_mut`](Self::borrow_mut)).
+    pub unsafe fn get(&self) -> &'a T {
+        // SAFETY: caller's contract.
+        unsafe { self.cell.value_unchecked() }
+    }
+    /// The value mutably, without touching the borrow flag or the export count.
+    ///
+    /// # Safety
+    /// No other reference to this value may exist while the returned one is used, and the
+    /// caller must not move or free memory that a buffer view exports (check
+    /// [`exports`](Self::exports)).
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn get_mut(&self) -> &'a mut T {
+        // SAFETY: caller's contract.
+        unsafe { self.cell.value_mut_unchecked() }
+    }
+}
+
+/// Marker: the handler takes the raw receiver [`RawSelf<T>`].
+#[derive(Clone, Copy, Debug)]
+pub struct Raw;
+
+impl<T: crate::PyClass, F: RawMethod<T, A, R>, A, R> Receiver<T, A, R, Raw> for F {
+    #[inline(always)]
+    fn invoke(self, cell: &crate::cell::PyCell<T>, args: A) -> PyResult<R> {
+        Ok(self.call_raw(RawSelf { cell }, args))
+    }
+}
+
 /// A tuple of positional arguments converted from Python objects.
 pub trait FromArgs: Sized {
     /// The number of arguments.
@@ -83,6 +181,17 @@ macro_rules! arities {
             #[allow(non_snake_case, unused_variables)]
             fn call(self, args: ($($a,)*)) -> R {
                 self($(args.$i),*)
+            }
+        }
+
+        impl<T, F, R, $($a,)*> RawMethod<T, ($($a,)*), R> for F
+        where
+            F: Fn(RawSelf<'_, T>, $($a),*) -> R + Copy + 'static,
+        {
+            #[inline(always)]
+            #[allow(non_snake_case, unused_variables)]
+            fn call_raw(self, this: RawSelf<'_, T>, args: ($($a,)*)) -> R {
+                self(this, $(args.$i),*)
             }
         }
 
@@ -186,8 +295,8 @@ pub(crate) unsafe fn vector_args<'a>(
     if !kwnames.is_null() && unsafe { ffi::PyTuple_Size(kwnames) } != 0 {
         return Err(no_keywords(type_name));
     }
-    // SAFETY: PyVectorcall_NARGS masks the offset flag; `args` holds that many objects.
-    let n = unsafe { ffi::PyVectorcall_NARGS(nargsf) };
+    // PyVectorcall_NARGS: the top bit is PY_VECTORCALL_ARGUMENTS_OFFSET, the rest the count.
+    let n = (nargsf & !(1usize << (usize::BITS - 1))) as ffi::Py_ssize_t;
     // SAFETY: caller's contract.
     Ok(unsafe { fast_args(args.cast_mut(), n) })
 }

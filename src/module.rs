@@ -474,7 +474,7 @@ impl ModuleBuilder {
     /// `module.name = obj` with a borrowed `obj`.
     fn add_object(&self, name: &CStr, obj: *mut ffi::PyObject) -> PyResult<()> {
         // SAFETY: live module and object; AddObjectRef takes its own reference.
-        if unsafe { ffi::PyModule_AddObjectRef(self.module, name.as_ptr(), obj) } < 0 {
+        if unsafe { ffi::compat::PyModule_AddObjectRef(self.module, name.as_ptr(), obj) } < 0 {
             return Err(PyErr::fetch());
         }
         Ok(())

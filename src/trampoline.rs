@@ -367,15 +367,16 @@ pub(crate) unsafe extern "C" fn destructor<T: PyClass>(slf: *mut ffi::PyObject) 
 // Methods (METH_FASTCALL)
 // ---------------------------------------------------------------------------------------
 
-/// `PyCFunctionFast` — an instance method with a `&T` receiver.
-pub(crate) unsafe extern "C" fn method_ref<T, F, A, R>(
+/// `PyCFunctionFast` — an instance method; the receiver kind (`&T`, `&mut T` or raw) comes
+/// from the handler's signature.
+pub(crate) unsafe extern "C" fn method<T, F, A, R, K>(
     slf: *mut ffi::PyObject,
     args: *mut *mut ffi::PyObject,
     nargs: ffi::Py_ssize_t,
 ) -> *mut ffi::PyObject
 where
     T: PyClass,
-    F: Method<T, A, R>,
+    F: Receiver<T, A, R, K>,
     A: FromArgs,
     R: HandlerOutput,
 {
@@ -383,43 +384,15 @@ where
     // instance of the type that defines it (descr_check), and our types are final.
     let cx = unsafe { Cx::of_instance::<T>(slf) };
     let body = |cx: &Cx| {
+        // Arguments first: converting them may run Python code that touches `slf`.
         // SAFETY: METH_FASTCALL passes `nargs` borrowed objects in `args`.
         let a = A::from_args(
             unsafe { method::fast_args(args, nargs) },
             method::name_of::<F>,
         )?;
         // SAFETY: `slf` is a T instance (see above).
-        let this = unsafe { PyCell::<T>::from_ptr(slf) }.try_borrow()?;
-        output(cx, zst::<F>().call(&this, a))
-    };
-    // SAFETY: called by CPython with the thread attached.
-    unsafe { guard(&cx, body) }
-}
-
-/// `PyCFunctionFast` — an instance method with a `&mut T` receiver (refused while borrowed,
-/// `RuntimeError`, or while a buffer is exported, `BufferError`).
-pub(crate) unsafe extern "C" fn method_mut<T, F, A, R>(
-    slf: *mut ffi::PyObject,
-    args: *mut *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-) -> *mut ffi::PyObject
-where
-    T: PyClass,
-    F: MethodMut<T, A, R>,
-    A: FromArgs,
-    R: HandlerOutput,
-{
-    // SAFETY: as in `method_ref`: the descriptor checked the receiver's type.
-    let cx = unsafe { Cx::of_instance::<T>(slf) };
-    let body = |cx: &Cx| {
-        // SAFETY: METH_FASTCALL passes `nargs` borrowed objects in `args`.
-        let a = A::from_args(
-            unsafe { method::fast_args(args, nargs) },
-            method::name_of::<F>,
-        )?;
-        // SAFETY: `slf` is a T instance.
-        let mut this = unsafe { PyCell::<T>::from_ptr(slf) }.try_borrow_mut()?;
-        output(cx, zst::<F>().call_mut(&mut this, a))
+        let cell = unsafe { cell::<T>(slf) };
+        output(cx, zst::<F>().invoke(cell, a)?)
     };
     // SAFETY: called by CPython with the thread attached.
     unsafe { guard(&cx, body) }

@@ -22,7 +22,7 @@ use pyo3_ffi as ffi;
 use crate::cell::{PyCell, PyClass};
 use crate::convert::{FromPy, HandlerOutput};
 use crate::error::{PyErr, PyResult};
-use crate::method::{FromArgs, Function, Method, MethodMut};
+use crate::method::{Exclusive, FromArgs, Function, Method, MethodMut, Raw, RawMethod, Shared};
 use crate::trampoline::{self, assert_zst};
 
 /// A name, optionally with a docstring: `c"sum"` or `(c"sum", c"Return the sum.")`.
@@ -225,7 +225,7 @@ impl<T: PyClass> TypeBuilder<T> {
         R: HandlerOutput + 'static,
     {
         assert_zst(&handler);
-        let f: ffi::PyCFunctionFast = trampoline::method_ref::<T, F, A, R>;
+        let f: ffi::PyCFunctionFast = trampoline::method::<T, F, A, R, Shared>;
         self.spec.add_method(def.into(), f, ffi::METH_FASTCALL);
         self
     }
@@ -252,7 +252,22 @@ impl<T: PyClass> TypeBuilder<T> {
         R: HandlerOutput + 'static,
     {
         assert_zst(&handler);
-        let f: ffi::PyCFunctionFast = trampoline::method_mut::<T, F, A, R>;
+        let f: ffi::PyCFunctionFast = trampoline::method::<T, F, A, R, Exclusive>;
+        self.spec.add_method(def.into(), f, ffi::METH_FASTCALL);
+        self
+    }
+
+    /// An instance method with the raw receiver [`RawSelf<T>`](crate::RawSelf): the layer
+    /// checks the type and takes no borrow; the handler may borrow (checked) or reach the
+    /// value with `unsafe` code, and can see the export count.
+    pub fn def_method_raw<F, A, R>(&mut self, def: impl Into<Def>, handler: F) -> &mut Self
+    where
+        F: RawMethod<T, A, R>,
+        A: FromArgs + 'static,
+        R: HandlerOutput + 'static,
+    {
+        assert_zst(&handler);
+        let f: ffi::PyCFunctionFast = trampoline::method::<T, F, A, R, Raw>;
         self.spec.add_method(def.into(), f, ffi::METH_FASTCALL);
         self
     }

@@ -229,10 +229,12 @@ impl<'a> BufferInfo<'a> {
         first: usize,
     ) -> PyResult<BufferInfo<'a>> {
         let ndim = shape.len();
-        if ndim > ffi::PyBUF_MAX_NDIM {
+        // pyo3-ffi declares PyBUF_MAX_NDIM as c_int before 3.11 and usize after.
+        #[allow(clippy::unnecessary_cast)]
+        let max_ndim = ffi::PyBUF_MAX_NDIM as usize;
+        if ndim > max_ndim {
             return Err(PyErr::value_error(format!(
-                "a buffer has at most {} dimensions, got {ndim}",
-                ffi::PyBUF_MAX_NDIM
+                "a buffer has at most {max_ndim} dimensions, got {ndim}"
             )));
         }
         let overflow = || PyErr::overflow_error("buffer geometry overflows");
