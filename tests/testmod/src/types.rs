@@ -294,6 +294,19 @@ impl Faulty {
     }
 }
 
+/// A negative control for leak checkers: `keep(obj)` takes a reference to `obj` and never
+/// gives it back (safe Rust can leak: `mem::forget`). The refleak run must flag it.
+#[derive(Default)]
+pub struct Leaky;
+impl PyClass for Leaky {
+    const NAME: &'static CStr = c"Leaky";
+}
+impl Leaky {
+    fn keep(&self, obj: Object) {
+        core::mem::forget(obj);
+    }
+}
+
 /// Number of buffer views `obj` currently exports, for any test exporter (`TypeError` for
 /// other objects).
 fn exports(obj: Object) -> PyResult<isize> {
@@ -362,6 +375,10 @@ pub fn init(m: &mut ModuleBuilder) -> PyResult<()> {
     BufferProtocolBuilder::new(t)
         .def_getbuffer(Faulty::buffer)
         .def_releasebuffer_with(Faulty::release_hook);
+
+    m.add_type::<Leaky>()?
+        .def_init_default()
+        .def_method(c"keep", Leaky::keep);
 
     super::slots::add(m)
 }
