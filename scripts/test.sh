@@ -27,4 +27,6 @@ echo "== Building the extension modules (setup.py build_ext --inplace)"
 "$PY" setup.py --quiet build_ext --inplace
 
 echo "== pytest"
-"$PY" -X dev -m pytest -q tests/python
+# The fault-injection suites panic on purpose thousands of times; capturing a backtrace for
+# each (RUST_BACKTRACE=1) would only slow them down.
+RUST_BACKTRACE=0 "$PY" -X dev -m pytest -q -p no:cacheprovider tests/python

@@ -68,7 +68,7 @@ pub use method::{
     Exclusive, FromArgs, Function, MAX_ARGS, Method, MethodMut, Raw, RawMethod, RawSelf, Receiver,
     Shared,
 };
-pub use module::{ModuleBuilder, ModuleDef, ModuleSlots};
+pub use module::{ModuleBuilder, ModuleDef, ModuleSlots, standalone_type};
 pub use object::Object;
 pub use protocols::buffer::{BufferFlags, BufferInfo, BufferProtocolBuilder, Element};
 pub use protocols::mapping::MappingProtocolBuilder;

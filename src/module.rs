@@ -262,6 +262,67 @@ pub(crate) unsafe fn type_is(tp: *mut ffi::PyTypeObject, id: TypeId) -> bool {
     }
 }
 
+/// The type registered for `T` by `owner`: a pontoneer module, or `T`'s own type object.
+///
+/// # Safety
+/// `owner` is a live object; the thread is attached.
+pub(crate) unsafe fn class_in<T: PyClass>(
+    owner: *mut ffi::PyObject,
+) -> Option<*mut ffi::PyTypeObject> {
+    // SAFETY: live object.
+    if unsafe { ffi::PyType_Check(owner) } != 0 {
+        let tp = owner.cast::<ffi::PyTypeObject>();
+        // SAFETY: a live type object.
+        return unsafe { type_is(tp, TypeId::of::<T>()) }.then_some(tp);
+    }
+    // SAFETY: live object; `state_of` checks that it is one of our modules.
+    if unsafe { ffi::PyModule_Check(owner) } == 0 {
+        return None;
+    }
+    // SAFETY: a live module object.
+    unsafe { state_of(owner) }.and_then(|s| s.type_for(TypeId::of::<T>()))
+}
+
+/// Creates the heap type of `T` without any importable module: for embedders who place a
+/// class in `builtins`, `__main__` or any namespace by hand. `module_name` becomes the
+/// type's `__module__`; `build` declares the type as `add_type` would. Returns the type
+/// object (call it, or use [`Object::new_instance`](crate::Object::new_instance), to make
+/// instances).
+///
+/// The type still belongs to a (hidden, unregistered) pontoneer module object, which holds
+/// its state, so the type checks, the `PanicException` and the error handling work exactly
+/// as for module types, per interpreter and across `Py_Finalize` + re-initialisation.
+///
+/// ```
+/// # pontoneer::doctest_interpreter(|| {
+/// use pontoneer::prelude::*;
+/// #[derive(Default)]
+/// struct Point { x: f64 }
+/// impl PyClass for Point { const NAME: &'static core::ffi::CStr = c"Point"; }
+/// let point = pontoneer::standalone_type::<Point, _>(c"__main__", |t| {
+///     t.def_init(|x: f64| Point { x }).def_getter(c"x", |p: &Point| p.x);
+/// }).unwrap();
+/// let p = point.call(&[&Object::from_value(2.5).unwrap()]).unwrap();
+/// assert_eq!(p.getattr(c"x").unwrap().extract::<f64>().unwrap(), 2.5);
+/// assert_eq!(point.getattr(c"__module__").unwrap().str().unwrap(), "__main__");
+/// # });
+/// ```
+pub fn standalone_type<T, F>(module_name: &'static CStr, build: F) -> PyResult<crate::Object>
+where
+    T: PyClass,
+    F: Fn(&mut TypeBuilder<T>) + Copy + 'static,
+{
+    assert_zst(&build);
+    let body = |m: &mut ModuleBuilder| -> PyResult<()> {
+        let t = m.add_type::<T>()?;
+        trampoline::zst::<F>()(t);
+        Ok(())
+    };
+    let def = crate::embed::leak_module_def(module_name, body);
+    let module = crate::embed::create_module(def, &module_name.to_string_lossy())?;
+    module.getattr(T::NAME)
+}
+
 unsafe extern "C" fn module_traverse(
     module: *mut ffi::PyObject,
     visit: ffi::visitproc,

@@ -178,6 +178,61 @@ impl Object {
         }
     }
 
+    /// `obj(*args)`: calls the object with positional arguments.
+    pub fn call(&self, args: &[&Object]) -> PyResult<Object> {
+        attached()?;
+        let ptrs: Vec<*mut ffi::PyObject> = args.iter().map(|a| a.as_ptr()).collect();
+        // SAFETY: attached thread; a tuple of the borrowed arguments (PyTuple_Pack takes
+        // its own references), then the call.
+        unsafe {
+            let tuple = Object::from_result(ffi::PyTuple_New(ptrs.len() as ffi::Py_ssize_t))?;
+            for (i, &p) in ptrs.iter().enumerate() {
+                ffi::PyTuple_SetItem(tuple.as_ptr(), i as ffi::Py_ssize_t, new_ref(p));
+            }
+            Object::from_result(ffi::PyObject_Call(
+                self.as_ptr(),
+                tuple.as_ptr(),
+                core::ptr::null_mut(),
+            ))
+        }
+    }
+
+    /// `obj[key]` with a string key (e.g. reading a result from a namespace dict).
+    pub fn get_item(&self, key: &str) -> PyResult<Object> {
+        let key = Object::from_value(key)?;
+        // SAFETY: attached thread (from_value succeeded only with it); live objects.
+        unsafe { Object::from_result(ffi::PyObject_GetItem(self.as_ptr(), key.as_ptr())) }
+    }
+
+    /// `obj[key] = value` with a string key.
+    pub fn set_item(&self, key: &str, value: &Object) -> PyResult<()> {
+        let key = Object::from_value(key)?;
+        // SAFETY: attached thread; live objects; SetItem takes its own references.
+        if unsafe { ffi::PyObject_SetItem(self.as_ptr(), key.as_ptr(), value.as_ptr()) } < 0 {
+            return Err(PyErr::fetch());
+        }
+        Ok(())
+    }
+
+    /// A new Python instance of the registered class `T` holding `value`. `owner` is the
+    /// module that registered `T` (or `T`'s type object itself, e.g. from
+    /// [`standalone_type`](crate::standalone_type)); `TypeError` if it has no class for `T`.
+    pub fn new_instance<T: crate::PyClass>(owner: &Object, value: T) -> PyResult<Object> {
+        attached()?;
+        // SAFETY: attached thread; `owner` is a live object.
+        let tp = unsafe { crate::module::class_in::<T>(owner.as_ptr()) }.ok_or_else(|| {
+            PyErr::type_error(format!(
+                "{} has no registered class {}",
+                owner.type_name(),
+                T::NAME.to_string_lossy()
+            ))
+        })?;
+        // SAFETY: `tp` is the type created for T; attached thread.
+        let raw = unsafe { crate::cell::alloc_instance(tp, value) }?;
+        // SAFETY: alloc_instance returns a new, non-NULL reference.
+        Ok(unsafe { Object::from_owned_ptr(NonNull::new_unchecked(raw)) })
+    }
+
     /// Converts this object to a Rust value (see [`FromPy`](crate::FromPy)).
     pub fn extract<V: crate::convert::FromPy>(&self) -> PyResult<V> {
         attached()?;
@@ -236,7 +291,7 @@ pub(crate) fn thread_attached() -> bool {
 /// `RuntimeError` unless the thread is attached: guards the `Object` helpers that call
 /// into the interpreter, so that a stashed `Object` used later cannot race the GIL.
 #[inline]
-fn attached() -> PyResult<()> {
+pub(crate) fn attached() -> PyResult<()> {
     if thread_attached() {
         Ok(())
     } else {

@@ -792,9 +792,12 @@ fn in_place<V: InPlaceOutput>(slf: *mut ffi::PyObject, v: V) -> *mut ffi::PyObje
     }
 }
 
-/// `binaryfunc` for in-place operators — `nb_inplace_*` (`x += y`), `sq_inplace_concat`:
-/// the left operand is the instance; the slot returns it.
-pub(crate) unsafe extern "C" fn binaryfunc_inplace<T, F, A, R, K>(
+/// `binaryfunc` for in-place operators — `nb_inplace_*` (`x += y`, `NUMBER = true`) and
+/// `sq_inplace_concat` (`NUMBER = false`): the left operand is the instance; the slot returns
+/// it. Only number slots may answer `NotImplemented` (CPython then falls back to the binary
+/// operator); a sequence slot's result is returned to the caller as is, so there a
+/// non-converting operand is a `TypeError`.
+pub(crate) unsafe extern "C" fn binaryfunc_inplace<T, F, A, R, K, const NUMBER: bool>(
     slf: *mut ffi::PyObject,
     arg: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject
@@ -808,7 +811,12 @@ where
     // SAFETY: CPython calls an in-place slot of the left operand's type with that operand.
     let cx = unsafe { Cx::of_instance::<T>(slf) };
     let body = |_: &Cx| {
-        let a = method::slot_arg::<A>(arg, 0, method::name_of::<F>)?;
+        let a = match method::slot_arg::<A>(arg, 0, method::name_of::<F>) {
+            Ok(a) => a,
+            // Python then falls back to the binary operator.
+            Err(e) if NUMBER => return operand_mismatch(e),
+            Err(e) => return Err(e),
+        };
         // SAFETY: as above.
         let cell = unsafe { cell::<T>(slf) };
         let v = zst::<F>().invoke(cell, (a,))?.into_result()?;
@@ -834,7 +842,11 @@ where
     // SAFETY: CPython calls an in-place slot of the left operand's type with that operand.
     let cx = unsafe { Cx::of_instance::<T>(slf) };
     let body = |_: &Cx| {
-        let a = method::slot_arg::<A>(arg, 0, method::name_of::<F>)?;
+        let a = match method::slot_arg::<A>(arg, 0, method::name_of::<F>) {
+            Ok(a) => a,
+            // Python then falls back to the binary operator.
+            Err(e) => return operand_mismatch(e),
+        };
         let m = method::slot_arg::<Option<Object>>(modulo, 1, method::name_of::<F>)?;
         // SAFETY: as above.
         let cell = unsafe { cell::<T>(slf) };

@@ -29,6 +29,23 @@ impl PyClass for FloatBuffer {
 }
 
 impl FloatBuffer {
+    /// A buffer holding `values` (for Rust hosts that create instances themselves).
+    pub fn from_values(values: impl IntoIterator<Item = f64>) -> FloatBuffer {
+        FloatBuffer {
+            data: values.into_iter().map(Cell::new).collect(),
+        }
+    }
+
+    /// A copy of the items.
+    pub fn values(&self) -> Vec<f64> {
+        self.data.iter().map(Cell::get).collect()
+    }
+
+    /// The address of the first item (what zero-copy consumers must see).
+    pub fn data_address(&self) -> usize {
+        self.data.as_ptr() as usize
+    }
+
     /// `FloatBuffer.from_count(n)`: `[0.0, 1.0, ..., n-1]`.
     fn from_count(n: usize) -> PyResult<FloatBuffer> {
         let mut data = Vec::new();

@@ -166,7 +166,7 @@ macro_rules! inplace_ops {
             K: 'static,
         {
             assert_zst(&handler);
-            let f: ffi::binaryfunc = trampoline::binaryfunc_inplace::<T, F, A, R, K>;
+            let f: ffi::binaryfunc = trampoline::binaryfunc_inplace::<T, F, A, R, K, true>;
             // SAFETY: typeslots — in-place number slots are `binaryfunc`s, called with the
             // left operand (an instance of this type) first.
             unsafe { self.ty.push_slot(ffi::$slot, f as *mut c_void) };

@@ -28,7 +28,6 @@ use pyo3_ffi as ffi;
 use crate::cell::PyClass;
 use crate::convert::{FromPy, HandlerOutput};
 use crate::method::Receiver;
-use crate::protocols::InPlaceOutput;
 use crate::trampoline::{self, assert_zst};
 use crate::type_builder::TypeBuilder;
 
@@ -150,17 +149,18 @@ impl<'t, T: PyClass> SequenceProtocolBuilder<'t, T> {
         self
     }
 
-    /// `sq_inplace_concat` — `obj += other`; the slot returns the object itself.
+    /// `sq_inplace_concat` — `obj += other`; the slot returns the object itself. The handler
+    /// returns `()`: unlike number slots, this slot cannot answer `NotImplemented` (CPython
+    /// returns its result as is), so an operand that does not convert is a `TypeError`.
     pub fn def_iconcat<F, A, R, K>(self, handler: F) -> Self
     where
         F: Receiver<T, (A,), R, K>,
         A: FromPy + 'static,
-        R: HandlerOutput + 'static,
-        R::Value: InPlaceOutput,
+        R: HandlerOutput<Value = ()> + 'static,
         K: 'static,
     {
         assert_zst(&handler);
-        let f: ffi::binaryfunc = trampoline::binaryfunc_inplace::<T, F, A, R, K>;
+        let f: ffi::binaryfunc = trampoline::binaryfunc_inplace::<T, F, A, R, K, false>;
         // SAFETY: typeslots — sq_inplace_concat is a `binaryfunc`, called with the instance.
         unsafe {
             self.ty
@@ -169,12 +169,12 @@ impl<'t, T: PyClass> SequenceProtocolBuilder<'t, T> {
         self
     }
 
-    /// `sq_inplace_repeat` — `obj *= n`; the slot returns the object itself.
+    /// `sq_inplace_repeat` — `obj *= n`; the slot returns the object itself (the handler
+    /// returns `()`; this slot cannot answer `NotImplemented`).
     pub fn def_irepeat<F, R, K>(self, handler: F) -> Self
     where
         F: Receiver<T, (isize,), R, K>,
-        R: HandlerOutput + 'static,
-        R::Value: InPlaceOutput,
+        R: HandlerOutput<Value = ()> + 'static,
         K: 'static,
     {
         assert_zst(&handler);

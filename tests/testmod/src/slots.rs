@@ -476,7 +476,13 @@ impl pontoneer::FromPy for SeqItems {
         if let Ok(s) = PyRef::<Seq>::borrow(obj) {
             return Ok(SeqItems(s.items.clone()));
         }
-        let n = obj.getattr(c"__len__")?.call0()?.extract::<usize>()?;
+        let Ok(len) = obj.getattr(c"__len__") else {
+            return Err(PyErr::type_error(format!(
+                "can only extend Seq with a Seq or a sequence of ints, not {}",
+                obj.type_name()
+            )));
+        };
+        let n = len.call0()?.extract::<usize>()?;
         let mut items = Vec::with_capacity(n);
         for i in 0..n {
             let index = Object::from_value(i)?;
