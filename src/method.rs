@@ -228,8 +228,12 @@ fn convert_arg<A: FromPy>(
     index: usize,
     name: fn() -> &'static str,
 ) -> PyResult<A> {
-    // SAFETY: CPython passed a live, borrowed object; the new reference is ours.
-    let obj = unsafe { Object::from_borrowed_ptr(core::ptr::NonNull::new_unchecked(obj)) };
+    // SAFETY: CPython passed a live object, borrowed for the whole call. The `Object` view
+    // is never dropped (ManuallyDrop), so it takes and gives back no reference: `from_py`
+    // only borrows it, and an `Object` argument clones it (taking its own reference).
+    let obj = core::mem::ManuallyDrop::new(unsafe {
+        Object::from_owned_ptr(core::ptr::NonNull::new_unchecked(obj))
+    });
     A::from_py(&obj).map_err(|e| arg_error(e, name(), index))
 }
 

@@ -222,18 +222,22 @@ pub(crate) unsafe fn state_of<'a>(module: *mut ffi::PyObject) -> Option<&'a Modu
 /// # Safety
 /// `tp` is a live type object; the thread is attached.
 pub(crate) unsafe fn module_of_type(tp: *mut ffi::PyTypeObject) -> Option<*mut ffi::PyObject> {
-    // SAFETY: live type object.
-    if unsafe { ffi::PyType_GetFlags(tp) } & ffi::Py_TPFLAGS_HEAPTYPE == 0 {
-        return None;
-    }
     #[cfg(not(Py_LIMITED_API))]
     {
+        // SAFETY: live type object; reading its flags field.
+        if unsafe { (*tp).tp_flags } & ffi::Py_TPFLAGS_HEAPTYPE == 0 {
+            return None;
+        }
         // SAFETY: a heap type is a PyHeapTypeObject; ht_module is NULL or a borrowed module.
         let m = unsafe { (*tp.cast::<ffi::PyHeapTypeObject>()).ht_module };
         (!m.is_null()).then_some(m)
     }
     #[cfg(Py_LIMITED_API)]
     {
+        // SAFETY: live type object.
+        if unsafe { ffi::PyType_GetFlags(tp) } & ffi::Py_TPFLAGS_HEAPTYPE == 0 {
+            return None;
+        }
         // SAFETY: heap type; NULL with TypeError when it has no module, which we clear.
         let m = unsafe { ffi::PyType_GetModule(tp) };
         if m.is_null() {

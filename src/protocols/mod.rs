@@ -118,22 +118,48 @@ impl Index {
 }
 
 impl FromPy for Index {
+    #[inline]
     fn from_py(obj: &Object) -> PyResult<Index> {
+        let p = obj.as_ptr();
         // SAFETY: live object, attached thread (conversions run in trampolines).
-        if unsafe { ffi::PyIndex_Check(obj.as_ptr()) } == 0 {
-            return Err(PyErr::type_error(format!(
-                "indices must be integers, not {}",
-                obj.type_name()
-            )));
+        if unsafe { ffi::PyLong_CheckExact(p) } != 0 {
+            // SAFETY: an int; -1 with an exception set means it does not fit.
+            let i = unsafe { ffi::PyLong_AsSsize_t(p) };
+            // SAFETY: attached thread.
+            if i == -1 && !unsafe { ffi::PyErr_Occurred() }.is_null() {
+                return Err(index_overflow());
+            }
+            return Ok(Index(i));
         }
-        // SAFETY: live object; overflow raises IndexError, as list indexing does.
-        let i = unsafe { ffi::PyNumber_AsSsize_t(obj.as_ptr(), ffi::PyExc_IndexError) };
-        // SAFETY: attached thread.
-        if i == -1 && !unsafe { ffi::PyErr_Occurred() }.is_null() {
-            return Err(PyErr::fetch());
-        }
-        Ok(Index(i))
+        index_slow(obj)
     }
+}
+
+/// `list`'s error for an integer index beyond `Py_ssize_t`.
+#[cold]
+#[inline(never)]
+fn index_overflow() -> PyErr {
+    drop(PyErr::fetch());
+    PyErr::index_error("cannot fit 'int' into an index-sized integer")
+}
+
+#[cold]
+#[inline(never)]
+fn index_slow(obj: &Object) -> PyResult<Index> {
+    // SAFETY: live object, attached thread (conversions run in trampolines).
+    if unsafe { ffi::PyIndex_Check(obj.as_ptr()) } == 0 {
+        return Err(PyErr::type_error(format!(
+            "indices must be integers, not {}",
+            obj.type_name()
+        )));
+    }
+    // SAFETY: live object; overflow raises IndexError, as list indexing does.
+    let i = unsafe { ffi::PyNumber_AsSsize_t(obj.as_ptr(), ffi::PyExc_IndexError) };
+    // SAFETY: attached thread.
+    if i == -1 && !unsafe { ffi::PyErr_Occurred() }.is_null() {
+        return Err(PyErr::fetch());
+    }
+    Ok(Index(i))
 }
 
 /// What an in-place operator handler (`+=`, ...) may return: `()` (done: the slot returns
