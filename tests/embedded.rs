@@ -287,3 +287,26 @@ assert q.x == 666                 # usable: the &mut borrow was released
 "#)
     });
 }
+
+#[test]
+fn a_panic_in_drop_goes_to_the_unraisable_hook() {
+    with_py(|| {
+        run(r#"
+import sys, gc
+seen = []
+old = sys.unraisablehook
+sys.unraisablehook = lambda u: seen.append((u.exc_type.__name__, str(u.exc_value)))
+try:
+    try:
+        raise KeyError("pending")           # a pending exception must survive the dealloc
+    except KeyError:
+        t.DropBomb(True)                    # dropped at once: Drop panics inside tp_dealloc
+        assert sys.exc_info()[0] is KeyError
+    t.DropBomb(False)
+    gc.collect()
+finally:
+    sys.unraisablehook = old
+assert seen == [("PanicException", "Rust panic: deliberate panic in Drop (tp_dealloc)")], seen
+"#)
+    });
+}

@@ -307,6 +307,23 @@ impl Leaky {
     }
 }
 
+/// A value whose `Drop` panics when armed: `tp_dealloc` has no error channel, so the panic
+/// must reach `sys.unraisablehook` and the memory still be freed.
+#[derive(Default)]
+pub struct DropBomb {
+    armed: bool,
+}
+impl PyClass for DropBomb {
+    const NAME: &'static CStr = c"DropBomb";
+}
+impl Drop for DropBomb {
+    fn drop(&mut self) {
+        if self.armed {
+            panic!("deliberate panic in Drop (tp_dealloc)");
+        }
+    }
+}
+
 /// Number of buffer views `obj` currently exports, for any test exporter (`TypeError` for
 /// other objects).
 fn exports(obj: Object) -> PyResult<isize> {
@@ -375,6 +392,9 @@ pub fn init(m: &mut ModuleBuilder) -> PyResult<()> {
     BufferProtocolBuilder::new(t)
         .def_getbuffer(Faulty::buffer)
         .def_releasebuffer_with(Faulty::release_hook);
+
+    m.add_type::<DropBomb>()?
+        .def_init(|armed: bool| DropBomb { armed });
 
     m.add_type::<Leaky>()?
         .def_init_default()
