@@ -239,6 +239,27 @@ impl Object {
         V::from_py(self)
     }
 
+    /// `obj == other`, with Python's semantics (`__eq__`, reflected, identity fallback).
+    pub fn eq(&self, other: &Object) -> PyResult<bool> {
+        attached()?;
+        // SAFETY: attached thread; live objects.
+        match unsafe { ffi::PyObject_RichCompareBool(self.as_ptr(), other.as_ptr(), ffi::Py_EQ) } {
+            -1 => Err(PyErr::fetch()),
+            r => Ok(r == 1),
+        }
+    }
+
+    /// The value of an exact `float` object (not a subclass, not an int): the fast path of
+    /// numeric comparisons.
+    pub fn as_exact_f64(&self) -> Option<f64> {
+        attached().ok()?;
+        // SAFETY: attached thread; live object; PyFloat_AsDouble cannot fail on a float.
+        unsafe {
+            (ffi::PyFloat_CheckExact(self.as_ptr()) != 0)
+                .then(|| ffi::PyFloat_AsDouble(self.as_ptr()))
+        }
+    }
+
     /// `obj is other`.
     #[inline]
     pub fn is(&self, other: &Object) -> bool {

@@ -101,13 +101,18 @@ impl FloatBuffer {
         Ok(())
     }
 
-    /// `x in b`: anything that is not a real number is not in the buffer.
+    /// `x in b`: `any(item == x)` with Python's `==` (like `list` and `array.array`): exact
+    /// for floats (fast path) and for every other number type, `False` for non-numbers.
     fn contains(&self, x: Object) -> PyResult<bool> {
-        match x.extract::<f64>() {
-            Ok(v) => Ok(self.data.iter().any(|c| c.get() == v)),
-            Err(e) if e.is_instance_of(ExceptionType::TypeError) => Ok(false),
-            Err(e) => Err(e),
+        if let Some(v) = x.as_exact_f64() {
+            return Ok(self.data.iter().any(|c| c.get() == v));
         }
+        for c in &self.data {
+            if Object::from_value(c.get())?.eq(&x)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// `b + c`: a new FloatBuffer when `c` is one, `NotImplemented` otherwise.
