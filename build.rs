@@ -1,6 +1,11 @@
 //! Build script: Python version cfgs for `#[cfg(Py_3_x)]`, the libpython rpath for binaries
-//! that embed the interpreter (tests, examples), and — only for this crate's own tests, via
-//! the `capi-tests` feature — the C buffer harness in `capi-tests/`.
+//! that embed the interpreter (tests, examples), and C only when a feature asks for it:
+//! - `conformance` (or `capi-tests`): the exporter conformance kit, `capi-tests/conformance.c`
+//!   and the rule pieces it shares with the harness, `capi-tests/buffer_common.c` (under the
+//!   limited API when `abi3-py311` is on);
+//! - `capi-tests` (this crate's own tests): the rest of `capi-tests/`, the C buffer harness.
+//!
+//! Without either feature no C compiler is invoked.
 
 fn main() {
     pyo3_build_config::use_pyo3_cfgs();
@@ -19,12 +24,22 @@ fn main() {
         println!("cargo:rustc-env=PONTONEER_BUILD_PYTHON={exe}");
     }
 
-    if std::env::var_os("CARGO_FEATURE_CAPI_TESTS").is_some() {
+    let capi_tests = std::env::var_os("CARGO_FEATURE_CAPI_TESTS").is_some();
+    let conformance = std::env::var_os("CARGO_FEATURE_CONFORMANCE").is_some();
+    if capi_tests || conformance {
+        build_conformance();
+    }
+    if capi_tests {
         build_capi_tests();
     }
 }
 
-fn build_capi_tests() {
+/// The C files of the conformance kit (also linked by the harness, which shares
+/// `buffer_common.c`).
+const CONFORMANCE_FILES: [&str; 2] = ["capi-tests/buffer_common.c", "capi-tests/conformance.c"];
+
+/// A `cc` build with the project's C flags: C11, every warning an error.
+fn c_build() -> cc::Build {
     println!("cargo:rerun-if-changed=capi-tests");
     let include = python_include_dir();
     let mut build = cc::Build::new();
@@ -35,9 +50,31 @@ fn build_capi_tests() {
         .extra_warnings(true)
         .warnings_into_errors(true)
         .define("_POSIX_C_SOURCE", "200809L");
+    build
+}
+
+fn build_conformance() {
+    let mut build = c_build();
+    if std::env::var_os("CARGO_FEATURE_ABI3_PY311").is_some() {
+        // The stable-ABI build runs on 3.11+: the kit uses only the limited API there.
+        build.define("Py_LIMITED_API", "0x030B0000");
+    }
+    for file in CONFORMANCE_FILES {
+        println!("cargo:rerun-if-changed={file}");
+        build.file(file);
+    }
+    build.compile("pontoneer_conformance");
+}
+
+fn build_capi_tests() {
+    let mut build = c_build();
     for entry in std::fs::read_dir("capi-tests").expect("capi-tests/ exists") {
         let path = entry.expect("readable dir entry").path();
-        if path.extension().is_some_and(|e| e == "c") {
+        let is_c = path.extension().is_some_and(|e| e == "c");
+        let in_kit = CONFORMANCE_FILES
+            .iter()
+            .any(|f| path.ends_with(f.trim_start_matches("capi-tests/")));
+        if is_c && !in_kit {
             println!("cargo:rerun-if-changed={}", path.display());
             build.file(&path);
         }

@@ -45,6 +45,14 @@ setup(
             py_limited_api="cp311" if features else "auto",
             debug=False,
         ),
+        RustExtension(
+            "pontoneer_conformance",
+            path="tests/conformance_mod/Cargo.toml",
+            binding=Binding.NoBinding,
+            features=features,
+            py_limited_api="cp311" if features else "auto",
+            debug=False,
+        ),
     ],
     # Modules live at the top level (the repository root after --inplace), not in src/,
     # which holds the Rust library.

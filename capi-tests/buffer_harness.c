@@ -1,5 +1,8 @@
 /*
  * buffer_harness.c -- independent C statement of the buffer exporter rules.
+ * (Request names, contiguity and exception text come from buffer_common.c,
+ * shared with the conformance kit, conformance.c, which checks exporters
+ * without a caller-supplied truth.)
  *
  * THE POLICY ENCODED HERE (memoryview's policy plus a strict flag check).
  * Flag tests are always (f & X) == X.  Given the truth (buf, itemsize,
@@ -56,6 +59,7 @@
  * set) by calling the exporter's bf_releasebuffer directly.
  */
 #include "buffer_harness.h"
+#include "buffer_common.h"
 
 #include <limits.h>
 #include <stdarg.h>
@@ -66,8 +70,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PTC_GARBAGE 0xA5
-#define PTC_KNOWN_FLAGS 0x1FD
+#define PTC_GARBAGE PBC_GARBAGE
+#define PTC_KNOWN_FLAGS PBC_KNOWN_FLAGS
 #define PTC_LINES_PER_FIELD 12
 #define PTC_MAX_HELD 16
 
@@ -116,62 +120,6 @@ typedef struct {
 } ptc_want;
 
 /* ------------------------------------------------------------------ */
-/* named requests                                                      */
-
-typedef struct { const char *name; int value; } ptc_named;
-
-static const ptc_named named_requests[] = {
-    {"PyBUF_SIMPLE", PyBUF_SIMPLE},
-    {"PyBUF_WRITABLE", PyBUF_WRITABLE},
-    {"PyBUF_FORMAT", PyBUF_FORMAT},
-    {"PyBUF_ND", PyBUF_ND},
-    {"PyBUF_STRIDES", PyBUF_STRIDES},
-    {"PyBUF_C_CONTIGUOUS", PyBUF_C_CONTIGUOUS},
-    {"PyBUF_F_CONTIGUOUS", PyBUF_F_CONTIGUOUS},
-    {"PyBUF_ANY_CONTIGUOUS", PyBUF_ANY_CONTIGUOUS},
-    {"PyBUF_INDIRECT", PyBUF_INDIRECT},
-    {"PyBUF_CONTIG", PyBUF_CONTIG},
-    {"PyBUF_CONTIG_RO", PyBUF_CONTIG_RO},
-    {"PyBUF_STRIDED", PyBUF_STRIDED},
-    {"PyBUF_STRIDED_RO", PyBUF_STRIDED_RO},
-    {"PyBUF_RECORDS", PyBUF_RECORDS},
-    {"PyBUF_RECORDS_RO", PyBUF_RECORDS_RO},
-    {"PyBUF_FULL", PyBUF_FULL},
-    {"PyBUF_FULL_RO", PyBUF_FULL_RO},
-};
-#define N_NAMED ((int)(sizeof named_requests / sizeof named_requests[0]))
-
-/* names that are not requests but name a value we send */
-static const ptc_named other_names[] = {
-    {"PyBUF_READ", 0x100},
-    {"PyBUF_WRITE", 0x200},
-};
-
-static const int invalid_requests[] = {
-    0x200, 0x400, 0x1000 | PyBUF_ND, -1, INT_MIN
-};
-
-static void flag_name(int f, char *out, size_t n)
-{
-    size_t used = 0;
-    out[0] = '\0';
-    for (int i = 0; i < N_NAMED; i++) {
-        if (named_requests[i].value == f) {
-            int k = snprintf(out + used, n - used, "%s%s", used ? " = " : "",
-                             named_requests[i].name);
-            if (k > 0 && (size_t)k < n - used) used += (size_t)k;
-        }
-    }
-    for (size_t i = 0; i < sizeof other_names / sizeof other_names[0]; i++) {
-        if (other_names[i].value == f) {
-            int k = snprintf(out + used, n - used, "%s%s", used ? " = " : "",
-                             other_names[i].name);
-            if (k > 0 && (size_t)k < n - used) used += (size_t)k;
-        }
-    }
-}
-
-/* ------------------------------------------------------------------ */
 /* report                                                              */
 
 void ptc_report_init(ptc_report *r, char *text, size_t cap)
@@ -204,7 +152,7 @@ static void vline(ptc_ctx *c, int field, const char *fmt, va_list ap)
     char line[1024];
     if (c->have_flags) {
         char nm[96];
-        flag_name(c->flags, nm, sizeof nm);
+        pbc_flag_name(c->flags, nm, sizeof nm);
         if (nm[0])
             snprintf(line, sizeof line, "%s: %srequest 0x%04x (%s): %s: %s\n",
                      c->name, c->where, (unsigned)c->flags, nm,
@@ -279,78 +227,13 @@ static void flush_suppressed(ptc_ctx *c)
 /* ------------------------------------------------------------------ */
 /* helpers                                                             */
 
-static int is_garbage_ptr(const void *p)
-{
-    uintptr_t g;
-    memset(&g, PTC_GARBAGE, sizeof g);
-    return (uintptr_t)p == g;
-}
-
-static const char *describe_ptr(const void *p, char *buf, size_t n)
-{
-    if (p == NULL) snprintf(buf, n, "NULL");
-    else if (is_garbage_ptr(p)) snprintf(buf, n, "%p (0xA5 fill pattern: never set)", p);
-    else snprintf(buf, n, "%p (non-NULL)", p);
-    return buf;
-}
-
-static const char *garbage_note_ssize(Py_ssize_t v)
-{
-    Py_ssize_t g;
-    memset(&g, PTC_GARBAGE, sizeof g);
-    return v == g ? " (0xA5 fill pattern: never set)" : "";
-}
-
-static const char *garbage_note_int(int v)
-{
-    int g;
-    memset(&g, PTC_GARBAGE, sizeof g);
-    return v == g ? " (0xA5 fill pattern: never set)" : "";
-}
-
-static int running_pyver(void)
-{
-    const char *v = Py_GetVersion();
-    int major = 0, minor = 0;
-    if (sscanf(v, "%d.%d", &major, &minor) != 2) return 0;
-    return major * 100 + minor;
-}
-
-static void exc_message(char *out, size_t n)
-{
-    out[0] = '\0';
-    if (!PyErr_Occurred()) { snprintf(out, n, "no exception set"); return; }
-#if PY_VERSION_HEX >= 0x030C0000
-    PyObject *ex = PyErr_GetRaisedException();
-    PyObject *s = ex ? PyObject_Str(ex) : NULL;
-    const char *tn = ex ? Py_TYPE(ex)->tp_name : "?";
-    const char *u = s ? PyUnicode_AsUTF8(s) : NULL;
-    if (!u) PyErr_Clear();
-    snprintf(out, n, "%s: %s", tn, u ? u : "?");
-    Py_XDECREF(s);
-    PyErr_SetRaisedException(ex);
-#else
-    PyObject *t = NULL, *v = NULL, *tb = NULL;
-    PyErr_Fetch(&t, &v, &tb);
-    PyErr_NormalizeException(&t, &v, &tb);
-    PyObject *s = v ? PyObject_Str(v) : NULL;
-    const char *u = s ? PyUnicode_AsUTF8(s) : NULL;
-    if (!u) PyErr_Clear();
-    snprintf(out, n, "%s: %s",
-             (t && PyType_Check(t)) ? ((PyTypeObject *)t)->tp_name : "?",
-             u ? u : "?");
-    Py_XDECREF(s);
-    PyErr_Restore(t, v, tb);
-#endif
-}
-
 static Py_ssize_t exports_now(ptc_ctx *c)
 {
     if (c->e->exports == NULL) return 0;
     Py_ssize_t n = c->e->exports(c->obj);
     if (PyErr_Occurred()) {
         char m[200];
-        exc_message(m, sizeof m);
+        pbc_exc_message(m, sizeof m);
         PyErr_Clear();
         bad(c, F_HARNESS, "exports observer raised (%s)", m);
     }
@@ -362,21 +245,7 @@ static Py_ssize_t exports_now(ptc_ctx *c)
 
 static int truth_contig(const ptc_expect *e, Py_ssize_t len, char order)
 {
-    if (len == 0 || e->ndim == 0) return 1;
-    Py_ssize_t sd = e->itemsize;
-    if (order == 'C') {
-        for (int i = e->ndim - 1; i >= 0; i--) {
-            if (e->shape[i] > 1 && e->strides[i] != sd) return 0;
-            sd *= e->shape[i];
-        }
-    }
-    else {
-        for (int i = 0; i < e->ndim; i++) {
-            if (e->shape[i] > 1 && e->strides[i] != sd) return 0;
-            sd *= e->shape[i];
-        }
-    }
-    return 1;
+    return pbc_contiguous(e->ndim, e->shape, e->strides, e->itemsize, len, order);
 }
 
 static void ctx_init(ptc_ctx *c, PyObject *obj, const ptc_expect *e,
@@ -388,11 +257,11 @@ static void ctx_init(ptc_ctx *c, PyObject *obj, const ptc_expect *e,
     c->obj = obj;
     c->name = (e && e->name) ? e->name : "(unnamed exporter)";
     c->where = where;
-    c->pyver = running_pyver();
+    c->pyver = pbc_running_pyver();
 
     if (PyErr_Occurred()) {
         char m[200];
-        exc_message(m, sizeof m);
+        pbc_exc_message(m, sizeof m);
         PyErr_Clear();
         bad(c, F_HARNESS, "an exception was pending on entry (%s); cleared", m);
     }
@@ -490,20 +359,6 @@ static void compute_want(const ptc_ctx *c, int f, ptc_want *w)
 /* ------------------------------------------------------------------ */
 /* validation of a granted view                                        */
 
-static void fmt_array(const Py_ssize_t *a, int n, char *out, size_t cap)
-{
-    size_t used = 0;
-    out[0] = '\0';
-    int k = snprintf(out, cap, "(");
-    if (k > 0) used = (size_t)k;
-    int shown = n > 8 ? 8 : n;
-    for (int i = 0; i < shown && used < cap; i++) {
-        k = snprintf(out + used, cap - used, "%s%zd", i ? ", " : "", a[i]);
-        if (k > 0) used += (size_t)k;
-    }
-    if (used < cap) snprintf(out + used, cap - used, "%s)", n > shown ? ", ..." : "");
-}
-
 /* Checks one array field (shape or strides).  Returns 1 when the field is
    as the rules say (and therefore safe to dereference when non-NULL). */
 static int check_array(ptc_ctx *c, int field, const Py_ssize_t *found,
@@ -513,11 +368,11 @@ static int check_array(ptc_ctx *c, int field, const Py_ssize_t *found,
     char pb[96];
     if (!want) {
         return check(c, found == NULL, field, "found %s, rule: %s",
-                     describe_ptr(found, pb, sizeof pb), rule_null);
+                     pbc_describe_ptr(found, pb, sizeof pb), rule_null);
     }
-    if (!check(c, found != NULL && !is_garbage_ptr(found), field,
+    if (!check(c, found != NULL && !pbc_is_garbage_ptr(found), field,
                "found %s, rule: must point at %d values",
-               describe_ptr(found, pb, sizeof pb), c->e->ndim))
+               pbc_describe_ptr(found, pb, sizeof pb), c->e->ndim))
         return 0;
     if (!ndim_ok) return 0;  /* cannot know how many entries it holds */
     int same = 1;
@@ -525,8 +380,8 @@ static int check_array(ptc_ctx *c, int field, const Py_ssize_t *found,
         if (found[i] != truth[i]) { same = 0; break; }
     char fb[200], tb[200];
     if (!same) {
-        fmt_array(found, c->e->ndim, fb, sizeof fb);
-        fmt_array(truth, c->e->ndim, tb, sizeof tb);
+        pbc_fmt_array(found, c->e->ndim, fb, sizeof fb);
+        pbc_fmt_array(truth, c->e->ndim, tb, sizeof tb);
     }
     return check(c, same, field, "found %s, rule: %s (the truth)",
                  same ? "" : fb, same ? "" : tb);
@@ -542,9 +397,9 @@ static int validate_granted(ptc_ctx *c, const Py_buffer *v, const ptc_want *w)
 
     /* obj */
     if (v->obj != c->obj) {
-        if (v->obj == NULL || is_garbage_ptr(v->obj))
+        if (v->obj == NULL || pbc_is_garbage_ptr(v->obj))
             bad(c, F_OBJ, "found %s, rule: the exporter (%p), new reference",
-                describe_ptr(v->obj, pb, sizeof pb), (void *)c->obj);
+                pbc_describe_ptr(v->obj, pb, sizeof pb), (void *)c->obj);
         else
             bad(c, F_OBJ, "found %p (not the exporter; not dereferenced), rule: the exporter (%p) itself",
                 (void *)v->obj, (void *)c->obj);
@@ -552,9 +407,9 @@ static int validate_granted(ptc_ctx *c, const Py_buffer *v, const ptc_want *w)
     else c->r->checks++;
 
     /* buf */
-    int buf_ok = check(c, v->buf != NULL && !is_garbage_ptr(v->buf), F_BUF,
+    int buf_ok = check(c, v->buf != NULL && !pbc_is_garbage_ptr(v->buf), F_BUF,
                        "found %s, rule: non-NULL data pointer (even when empty)",
-                       describe_ptr(v->buf, pb, sizeof pb));
+                       pbc_describe_ptr(v->buf, pb, sizeof pb));
     if (buf_ok) {
         if (e->buf != NULL) {
             buf_ok = check(c, v->buf == e->buf, F_BUF, "found %p, rule: %p (the truth)",
@@ -572,19 +427,19 @@ static int validate_granted(ptc_ctx *c, const Py_buffer *v, const ptc_want *w)
 
     int len_ok = check(c, v->len == c->len, F_LEN,
                        "found %zd%s, rule: product(shape) * itemsize = %zd",
-                       v->len, garbage_note_ssize(v->len), c->len);
+                       v->len, pbc_garbage_note_ssize(v->len), c->len);
     check(c, v->itemsize == e->itemsize, F_ITEMSIZE,
           "found %zd%s, rule: %zd (the original item size, even when format is NULL)",
-          v->itemsize, garbage_note_ssize(v->itemsize), e->itemsize);
+          v->itemsize, pbc_garbage_note_ssize(v->itemsize), e->itemsize);
     check(c, v->readonly == c->readonly, F_READONLY,
           "found %d%s, rule: %d (the exporter's constant readonly, exactly 0 or 1)",
-          v->readonly, garbage_note_int(v->readonly), c->readonly);
+          v->readonly, pbc_garbage_note_int(v->readonly), c->readonly);
 
     /* format */
     if (w->want_format) {
-        if (check(c, v->format != NULL && !is_garbage_ptr(v->format), F_FORMAT,
+        if (check(c, v->format != NULL && !pbc_is_garbage_ptr(v->format), F_FORMAT,
                   "found %s, rule: \"%s\" when PyBUF_FORMAT is requested",
-                  describe_ptr(v->format, pb, sizeof pb), e->format)) {
+                  pbc_describe_ptr(v->format, pb, sizeof pb), e->format)) {
             size_t n = strlen(e->format) + 1;
             check(c, strncmp(v->format, e->format, n) == 0, F_FORMAT,
                   "found \"%.16s\", rule: \"%s\"", v->format, e->format);
@@ -593,12 +448,12 @@ static int validate_granted(ptc_ctx *c, const Py_buffer *v, const ptc_want *w)
     else {
         check(c, v->format == NULL, F_FORMAT,
               "found %s, rule: NULL unless PyBUF_FORMAT requested",
-              describe_ptr(v->format, pb, sizeof pb));
+              pbc_describe_ptr(v->format, pb, sizeof pb));
     }
 
     /* ndim */
     int ndim_ok = check(c, v->ndim == w->ndim, F_NDIM,
-                        "found %d%s, rule: %d (%s)", v->ndim, garbage_note_int(v->ndim),
+                        "found %d%s, rule: %d (%s)", v->ndim, pbc_garbage_note_int(v->ndim),
                         w->ndim,
                         ((c->flags & PyBUF_ND) == PyBUF_ND)
                             ? "the true ndim when PyBUF_ND is requested"
@@ -614,7 +469,7 @@ static int validate_granted(ptc_ctx *c, const Py_buffer *v, const ptc_want *w)
                                              : "NULL unless PyBUF_STRIDES requested");
     int sub_ok = check(c, v->suboffsets == NULL, F_SUBOFFSETS,
                        "found %s, rule: always NULL (no suboffsets)",
-                       describe_ptr(v->suboffsets, pb, sizeof pb));
+                       pbc_describe_ptr(v->suboffsets, pb, sizeof pb));
 
     return buf_ok && len_ok && ndim_ok && shape_ok && strides_ok && sub_ok;
 }
@@ -680,7 +535,7 @@ static void release_view(ptc_ctx *c, Py_buffer *v, int via_copy,
     }
     if (PyErr_Occurred()) {
         char m[200];
-        exc_message(m, sizeof m);
+        pbc_exc_message(m, sizeof m);
         PyErr_Clear();
         bad(c, F_RELEASE, "exception left set by the release (%s), rule: none (releasebuffer reports through unraisable)", m);
     }
@@ -706,7 +561,7 @@ static void check_refusal(ptc_ctx *c, int rc, const Py_buffer *v, const ptc_want
             check(c, exc == PyExc_BufferError, F_EXC,
                   "found %s (a subclass), rule: exactly BufferError", ((PyTypeObject *)exc)->tp_name);
         check(c, v->obj == NULL, F_OBJ, "found %s after a refusal, rule: NULL",
-              describe_ptr(v->obj, pb, sizeof pb));
+              pbc_describe_ptr(v->obj, pb, sizeof pb));
     }
     PyErr_Clear();
     check_counts(c, rc0, ex0, "after refusal");
@@ -739,7 +594,7 @@ static void one_request(ptc_ctx *c, int f, int via_copy)
             check_counts(c, rc0 + 1, ex0 + 1, "after the (wrongly) granted request");
             if (view.obj != c->obj)
                 bad(c, F_OBJ, "found %s, rule: the exporter on success",
-                    describe_ptr(view.obj, pb, sizeof pb));
+                    pbc_describe_ptr(view.obj, pb, sizeof pb));
             release_view(c, &view, via_copy, rc0, ex0);
         }
         else {
@@ -750,11 +605,11 @@ static void one_request(ptc_ctx *c, int f, int via_copy)
 
     if (rc != 0) {
         char m[240];
-        exc_message(m, sizeof m);
+        pbc_exc_message(m, sizeof m);
         bad(c, F_RC, "refused (rc %d, %s), rule: granted", rc, m);
         if (!PyErr_Occurred()) bad(c, F_EXC, "rc %d without an exception set", rc);
         check(c, view.obj == NULL, F_OBJ, "found %s after a refusal, rule: NULL",
-              describe_ptr(view.obj, pb, sizeof pb));
+              pbc_describe_ptr(view.obj, pb, sizeof pb));
         PyErr_Clear();
         check_counts(c, rc0, ex0, "after refusal");
         return;
@@ -762,7 +617,7 @@ static void one_request(ptc_ctx *c, int f, int via_copy)
     c->r->checks++;   /* rc == 0 as required */
     if (PyErr_Occurred()) {
         char m[240];
-        exc_message(m, sizeof m);
+        pbc_exc_message(m, sizeof m);
         PyErr_Clear();
         bad(c, F_EXC, "set with rc 0 (%s), rule: none on success", m);
     }
@@ -784,10 +639,10 @@ long ptc_check_all_requests(PyObject *obj, const ptc_expect *e, ptc_report *r)
     if (!c.truth_ok) { flush_suppressed(&c); return r->failures; }
 
     for (int mode = 0; mode < 2; mode++) {
-        for (int i = 0; i < N_NAMED; i++) one_request(&c, named_requests[i].value, mode);
+        for (int i = 0; i < pbc_n_named_requests; i++) one_request(&c, pbc_named_requests[i].value, mode);
         for (int f = 0; f <= 0x1FF; f++) one_request(&c, f, mode);
-        for (size_t i = 0; i < sizeof invalid_requests / sizeof invalid_requests[0]; i++)
-            one_request(&c, invalid_requests[i], mode);
+        for (int i = 0; i < pbc_n_invalid_requests; i++)
+            one_request(&c, pbc_invalid_requests[i], mode);
     }
     c.have_flags = 0;
     flush_suppressed(&c);
@@ -850,8 +705,8 @@ static void revalidate(ptc_ctx *c, ptc_held *h, int n, const char *when)
                 char fb[200], tb[200];
                 int same = memcmp(s->shape, h[i].shape, nb) == 0;
                 if (!same) {
-                    fmt_array(s->shape, s->ndim, fb, sizeof fb);
-                    fmt_array(h[i].shape, s->ndim, tb, sizeof tb);
+                    pbc_fmt_array(s->shape, s->ndim, fb, sizeof fb);
+                    pbc_fmt_array(h[i].shape, s->ndim, tb, sizeof tb);
                 }
                 if (!check(c, same, F_SHAPE, "changed while the view is held: now %s, was %s",
                            same ? "" : fb, same ? "" : tb))
@@ -861,8 +716,8 @@ static void revalidate(ptc_ctx *c, ptc_held *h, int n, const char *when)
                 char fb[200], tb[200];
                 int same = memcmp(s->strides, h[i].strides, nb) == 0;
                 if (!same) {
-                    fmt_array(s->strides, s->ndim, fb, sizeof fb);
-                    fmt_array(h[i].strides, s->ndim, tb, sizeof tb);
+                    pbc_fmt_array(s->strides, s->ndim, fb, sizeof fb);
+                    pbc_fmt_array(h[i].strides, s->ndim, tb, sizeof tb);
                 }
                 if (!check(c, same, F_STRIDES, "changed while the view is held: now %s, was %s",
                            same ? "" : fb, same ? "" : tb))
@@ -915,7 +770,7 @@ long ptc_check_nested(PyObject *obj, const ptc_expect *e, ptc_report *r)
                 PyErr_Clear();
                 if (h->view.obj != obj)
                     bad(&c, F_OBJ, "found %s, rule: the exporter on success",
-                        describe_ptr(h->view.obj, pb, sizeof pb));
+                        pbc_describe_ptr(h->view.obj, pb, sizeof pb));
                 release_view(&c, &h->view, 0, rc_now, ex_now);
             }
             else {
@@ -925,10 +780,10 @@ long ptc_check_nested(PyObject *obj, const ptc_expect *e, ptc_report *r)
         }
         if (rc != 0) {
             char m[240];
-            exc_message(m, sizeof m);
+            pbc_exc_message(m, sizeof m);
             bad(&c, F_RC, "refused (rc %d, %s) while %d views are held, rule: granted", rc, m, nheld);
             check(&c, h->view.obj == NULL, F_OBJ, "found %s after a refusal, rule: NULL",
-                  describe_ptr(h->view.obj, pb, sizeof pb));
+                  pbc_describe_ptr(h->view.obj, pb, sizeof pb));
             PyErr_Clear();
             check_counts(&c, rc_now, ex_now, "after refusal");
             continue;

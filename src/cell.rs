@@ -394,12 +394,46 @@ pub(crate) fn downcast<T: PyClass>(obj: &Object) -> PyResult<&PyCell<T>> {
 }
 
 /// Whether `obj`'s type was created by pontoneer for the Rust type `T`.
+///
+/// Fast path: the type's `tp_dealloc` is this crate's `destructor::<T>`, which only
+/// `TypeBuilder<T>` installs and which no other class can share (it embeds `T`'s `TypeId`,
+/// see `trampoline::destructor`). A function may have several addresses (one per codegen
+/// unit, or another copy of pontoneer in another extension), so a mismatch is not a "no":
+/// the exact check through the module state that created the type decides.
 #[inline]
 pub(crate) fn is_instance<T: PyClass>(obj: *mut ffi::PyObject) -> bool {
     // SAFETY: `obj` is a live object (callers hold a reference).
     let tp = unsafe { ffi::Py_TYPE(obj) };
     // SAFETY: `tp` is a live type object.
+    if unsafe { dealloc_of(tp) }.is_some_and(|d| {
+        core::ptr::fn_addr_eq(d, crate::trampoline::destructor::<T> as ffi::destructor)
+    }) {
+        return true;
+    }
+    // SAFETY: `tp` is a live type object.
     unsafe { crate::module::type_is(tp, core::any::TypeId::of::<T>()) }
+}
+
+/// A type's `tp_dealloc`.
+///
+/// # Safety
+/// `tp` is a live type object; the thread is attached.
+#[inline(always)]
+unsafe fn dealloc_of(tp: *mut ffi::PyTypeObject) -> Option<ffi::destructor> {
+    #[cfg(not(Py_LIMITED_API))]
+    {
+        // SAFETY: live type object; reading its tp_dealloc field.
+        unsafe { (*tp).tp_dealloc }
+    }
+    #[cfg(Py_LIMITED_API)]
+    {
+        // SAFETY: live type object; Py_tp_dealloc is readable on every type (3.10+), and the
+        // result is the `destructor` stored in the slot.
+        let p = unsafe { ffi::PyType_GetSlot(tp, ffi::Py_tp_dealloc) };
+        // SAFETY: a non-NULL tp_dealloc slot holds a `destructor`.
+        (!p.is_null())
+            .then(|| unsafe { core::mem::transmute::<*mut core::ffi::c_void, ffi::destructor>(p) })
+    }
 }
 
 /// The number of buffer views currently exported by `obj`, for raw handlers.

@@ -49,6 +49,9 @@
 pub use pyo3_ffi as ffi;
 
 mod cell;
+/// The exporter conformance kit (feature `conformance`): any exporter vs CPython's buffer rules.
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod convert;
 pub mod embed;
 mod error;

@@ -343,7 +343,12 @@ pub(crate) unsafe extern "C" fn newfunc_disallowed<T: PyClass>(
 }
 
 /// `destructor` — `tp_dealloc`: drop `T`, free the memory, release the heap type.
+///
+/// This function doubles as the identity of `T`'s types ([`crate::cell::is_instance`]): it
+/// is only ever installed by `TypeBuilder<T>`, and its code embeds `TypeId::of::<T>()`, so
+/// two classes can never share one copy (identical-code folding merges only identical code).
 pub(crate) unsafe extern "C" fn destructor<T: PyClass>(slf: *mut ffi::PyObject) {
+    core::hint::black_box(TypeId::of::<T>());
     // SAFETY: tp_dealloc receives an instance of the type it was installed on, refcount 0.
     let tp = unsafe { ffi::Py_TYPE(slf) };
     let cx = Cx::of_type(tp);

@@ -158,6 +158,10 @@ pub struct Matrix {
     rows: usize,
     cols: usize,
     data: Box<[Cell<f64>]>,
+    /// `(rows, cols)` and `(cols * 8, 8)`, kept next to the data so that buffer views can
+    /// point at them: an export allocates nothing.
+    shape: [isize; 2],
+    strides: [isize; 2],
 }
 
 impl PyClass for Matrix {
@@ -168,15 +172,14 @@ impl PyClass for Matrix {
 
 impl Matrix {
     fn new(rows: usize, cols: usize) -> PyResult<Matrix> {
-        let n = rows
-            .checked_mul(cols)
-            .filter(|n| {
-                n.checked_mul(size_of::<f64>())
-                    .is_some_and(|b| b <= isize::MAX as usize)
-            })
-            .ok_or_else(|| {
-                PyErr::overflow_error(format!("Matrix({rows}, {cols}) is too large to allocate"))
-            })?;
+        let too_large =
+            || PyErr::overflow_error(format!("Matrix({rows}, {cols}) is too large to allocate"));
+        let n = rows.checked_mul(cols).ok_or_else(too_large)?;
+        let row_bytes = cols.checked_mul(size_of::<f64>()).ok_or_else(too_large)?;
+        let bytes = n.checked_mul(size_of::<f64>()).ok_or_else(too_large)?;
+        if bytes > isize::MAX as usize || row_bytes > isize::MAX as usize {
+            return Err(too_large());
+        }
         let mut data = Vec::new();
         data.try_reserve_exact(n)?;
         data.resize(n, Cell::new(0.0));
@@ -184,6 +187,10 @@ impl Matrix {
             rows,
             cols,
             data: data.into_boxed_slice(),
+            // Both fit in isize: `rows` came from a Python int (<= isize::MAX), and
+            // `row_bytes` was checked above.
+            shape: [rows as isize, cols as isize],
+            strides: [row_bytes as isize, size_of::<f64>() as isize],
         })
     }
 
@@ -212,7 +219,7 @@ impl Matrix {
     }
 
     fn buffer(&self, _flags: BufferFlags) -> PyResult<BufferInfo<'_>> {
-        BufferInfo::from_cells(&self.data).with_shape(&[self.rows, self.cols])
+        BufferInfo::from_cells(&self.data).with_borrowed_layout(&self.shape, &self.strides, 0)
     }
 }
 

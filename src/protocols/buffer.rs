@@ -75,6 +75,21 @@ unsafe impl Element for bool {
     const FORMAT: &'static CStr = c"?";
 }
 
+/// Where a view's shape and strides come from.
+enum Layout<'a> {
+    /// 1-D contiguous: `[nitems]`, `[itemsize]`; nothing stored, nothing allocated.
+    Contiguous1D,
+    /// A block `[ndim, shape.., strides..]` made for this export, moved into
+    /// `view->internal` and freed on release.
+    Owned(Box<[isize]>),
+    /// Arrays that live in the exporting object itself (as long as its data): pointed at,
+    /// nothing allocated.
+    Borrowed {
+        shape: &'a [isize],
+        strides: &'a [isize],
+    },
+}
+
 /// Describes the memory a buffer handler exports: the Mojo fields `buf`, `nitems`,
 /// `itemsize`, `format`, `readonly`, plus N-D `shape` and `strides`.
 ///
@@ -114,9 +129,8 @@ pub struct BufferInfo<'a> {
     itemsize: usize,
     format: &'static CStr,
     readonly: bool,
-    /// `None`: 1-D contiguous (the common case, no allocation). `Some`: the per-view block
-    /// `[ndim, shape.., strides..]`, moved into `view->internal` as is.
-    nd: Option<Box<[isize]>>,
+    /// Shape and strides.
+    layout: Layout<'a>,
     /// Whether the format string must still be checked (raw constructor).
     unchecked_format: bool,
     _borrow: PhantomData<&'a [Cell<u8>]>,
@@ -132,7 +146,7 @@ impl<'a> BufferInfo<'a> {
             itemsize: size_of::<E>(),
             format: E::FORMAT,
             readonly: true,
-            nd: None,
+            layout: Layout::Contiguous1D,
             unchecked_format: false,
             _borrow: PhantomData,
         }
@@ -149,7 +163,7 @@ impl<'a> BufferInfo<'a> {
             itemsize: size_of::<E>(),
             format: E::FORMAT,
             readonly: false,
-            nd: None,
+            layout: Layout::Contiguous1D,
             unchecked_format: false,
             _borrow: PhantomData,
         }
@@ -178,7 +192,7 @@ impl<'a> BufferInfo<'a> {
             itemsize,
             format,
             readonly,
-            nd: None,
+            layout: Layout::Contiguous1D,
             unchecked_format: true,
             _borrow: PhantomData,
         }
@@ -222,12 +236,59 @@ impl<'a> BufferInfo<'a> {
         self.with_layout(shape, strides, first)
     }
 
+    /// Like [`with_strides`](Self::with_strides), but the shape and strides arrays are
+    /// borrowed from the exporting object (for as long as its data), so an export allocates
+    /// nothing: `view->shape` and `view->strides` point at them. The idiom for fixed-layout
+    /// types: store `shape: [isize; N]` and `strides: [isize; N]` next to the data.
+    pub fn with_borrowed_layout(
+        mut self,
+        shape: &'a [isize],
+        strides: &'a [isize],
+        first: usize,
+    ) -> PyResult<BufferInfo<'a>> {
+        if shape.len() != strides.len() {
+            return Err(PyErr::value_error(format!(
+                "shape has {} dimensions but strides has {}",
+                shape.len(),
+                strides.len()
+            )));
+        }
+        if let Some(n) = shape.iter().find(|&&n| n < 0) {
+            return Err(PyErr::value_error(format!("negative extent {n} in shape")));
+        }
+        let (base, count) = self.check_layout(shape, strides, first)?;
+        self.apply(base, count);
+        self.layout = Layout::Borrowed { shape, strides };
+        Ok(self)
+    }
+
     fn with_layout(
         mut self,
         shape: &[usize],
         strides: &[isize],
         first: usize,
     ) -> PyResult<BufferInfo<'a>> {
+        let overflow = || PyErr::overflow_error("buffer geometry overflows");
+        let mut block = Vec::with_capacity(1 + 2 * shape.len());
+        block.push(shape.len() as isize);
+        for &n in shape {
+            block.push(isize::try_from(n).map_err(|_| overflow())?);
+        }
+        block.extend_from_slice(strides);
+        let (base, count) = self.check_layout(&block[1..1 + shape.len()], strides, first)?;
+        self.apply(base, count);
+        self.layout = Layout::Owned(block.into_boxed_slice());
+        Ok(self)
+    }
+
+    /// Checks that every position of the layout stays within the described memory; returns
+    /// the byte offset of the first item and the item count.
+    fn check_layout(
+        &self,
+        shape: &[isize],
+        strides: &[isize],
+        first: usize,
+    ) -> PyResult<(isize, usize)> {
         let ndim = shape.len();
         // pyo3-ffi declares PyBUF_MAX_NDIM as c_int before 3.11 and usize after.
         #[allow(clippy::unnecessary_cast)]
@@ -245,7 +306,7 @@ impl<'a> BufferInfo<'a> {
             .ok_or_else(overflow)?;
         let count = shape
             .iter()
-            .try_fold(1usize, |acc, &n| acc.checked_mul(n))
+            .try_fold(1usize, |acc, &n| acc.checked_mul(n as usize))
             .ok_or_else(overflow)?;
         let base = isize::try_from(first)
             .ok()
@@ -255,7 +316,6 @@ impl<'a> BufferInfo<'a> {
             // Lowest and highest byte offsets any position reaches, relative to the memory.
             let (mut lo, mut hi) = (base, base);
             for (&n, &s) in shape.iter().zip(strides) {
-                let n = isize::try_from(n).map_err(|_| overflow())?;
                 let reach = (n - 1).checked_mul(s).ok_or_else(overflow)?;
                 if reach < 0 {
                     lo = lo.checked_add(reach).ok_or_else(overflow)?;
@@ -272,17 +332,27 @@ impl<'a> BufferInfo<'a> {
         } else if base > total {
             return Err(PyErr::value_error("first item lies outside the buffer"));
         }
-        let mut block = Vec::with_capacity(1 + 2 * ndim);
-        block.push(ndim as isize);
-        for &n in shape {
-            block.push(isize::try_from(n).map_err(|_| overflow())?);
-        }
-        block.extend_from_slice(strides);
-        // SAFETY: `base <= total`, so the offset stays within (or one past) the memory.
+        Ok((base, count))
+    }
+
+    /// Moves `buf` to the first item and sets the item count.
+    fn apply(&mut self, base: isize, count: usize) {
+        // SAFETY: `check_layout` proved `base <= total`: the offset stays within (or one past)
+        // the described memory.
         self.buf = unsafe { self.buf.cast::<u8>().offset(base) }.cast();
         self.nitems = count;
-        self.nd = Some(block.into_boxed_slice());
-        Ok(self)
+    }
+
+    /// Shape and strides, or `None` for the 1-D contiguous case.
+    fn dims(&self) -> Option<(&[isize], &[isize])> {
+        match &self.layout {
+            Layout::Contiguous1D => None,
+            Layout::Owned(b) => {
+                let ndim = b[0] as usize;
+                Some((&b[1..1 + ndim], &b[1 + ndim..]))
+            }
+            Layout::Borrowed { shape, strides } => Some((shape, strides)),
+        }
     }
 
     /// The address of the item at position `[0, 0, ...]`.
@@ -307,15 +377,15 @@ impl<'a> BufferInfo<'a> {
     }
     /// The number of dimensions.
     pub fn ndim(&self) -> usize {
-        self.nd.as_ref().map_or(1, |b| b[0] as usize)
+        self.dims().map_or(1, |(shape, _)| shape.len())
     }
     /// The extents, or `None` for the 1-D case (`[nitems]`).
     pub fn shape(&self) -> Option<&[isize]> {
-        self.nd.as_ref().map(|b| &b[1..1 + b[0] as usize])
+        self.dims().map(|(shape, _)| shape)
     }
     /// The strides in bytes, or `None` for the 1-D contiguous case (`[itemsize]`).
     pub fn strides(&self) -> Option<&[isize]> {
-        self.nd.as_ref().map(|b| &b[1 + b[0] as usize..])
+        self.dims().map(|(_, strides)| strides)
     }
 }
 
@@ -456,43 +526,59 @@ pub(crate) unsafe fn fill_view(
     flags: c_int,
     type_name: &CStr,
 ) -> PyResult<()> {
-    let refuse = |msg: String| PyErr::buffer_error(msg);
-    let name = || type_name.to_string_lossy();
+    // Safe constructors guarantee a non-NULL pointer, 0 < itemsize and nitems * itemsize <=
+    // isize::MAX (a Rust slice); raw descriptions are validated first, out of line.
+    if info.unchecked_format {
+        validate_raw(&info, type_name)?;
+    }
+    let itemsize = info.itemsize as isize;
+    let len = info.nitems as isize * itemsize;
+    let request = BufferFlags::from_raw(flags);
+    let plan = match info.dims() {
+        None => request::plan_contiguous_1d(request, info.readonly),
+        Some((shape, strides)) => request::plan(
+            request,
+            &Geometry {
+                itemsize,
+                readonly: info.readonly,
+                shape,
+                strides,
+            },
+        ),
+    };
+    match plan {
+        // SAFETY: caller's contract: `view` is valid and writable.
+        Ok(plan) => unsafe { write_view(view, info, &plan, itemsize, len) },
+        Err(refusal) => return Err(refused(refusal, type_name)),
+    }
+    Ok(())
+}
+
+#[cold]
+#[inline(never)]
+fn refused(refusal: request::Refusal, type_name: &CStr) -> PyErr {
+    PyErr::buffer_error(refusal.message(&type_name.to_string_lossy()))
+}
+
+/// Checks a description made by [`BufferInfo::from_raw_parts`]: positive itemsize,
+/// `nitems * itemsize` within `isize`, a non-NULL pointer, a valid format of that size.
+#[cold]
+#[inline(never)]
+fn validate_raw(info: &BufferInfo<'_>, type_name: &CStr) -> PyResult<()> {
+    let name = type_name.to_string_lossy();
+    let refuse = |msg: String| PyErr::buffer_error(format!("{name}: {msg}"));
     let itemsize = isize::try_from(info.itemsize)
         .ok()
         .filter(|&s| s > 0)
-        .ok_or_else(|| refuse(format!("{}: invalid itemsize {}", name(), info.itemsize)))?;
-    let len = isize::try_from(info.nitems)
+        .ok_or_else(|| refuse(format!("invalid itemsize {}", info.itemsize)))?;
+    isize::try_from(info.nitems)
         .ok()
         .and_then(|n| n.checked_mul(itemsize))
-        .ok_or_else(|| refuse(format!("{}: nitems * itemsize overflows", name())))?;
-    if info.unchecked_format {
-        check_format(info.format, itemsize).map_err(|m| refuse(format!("{}: {m}", name())))?;
-    }
+        .ok_or_else(|| refuse("nitems * itemsize overflows".into()))?;
     if info.buf.is_null() {
-        return Err(refuse(format!("{}: buffer pointer is NULL", name())));
+        return Err(refuse("buffer pointer is NULL".into()));
     }
-    let nitems = info.nitems as isize;
-    let one_d_shape = [nitems];
-    let one_d_strides = [itemsize];
-    let (shape, strides) = match &info.nd {
-        Some(b) => {
-            let ndim = b[0] as usize;
-            (&b[1..1 + ndim], &b[1 + ndim..])
-        }
-        None => (&one_d_shape[..], &one_d_strides[..]),
-    };
-    let geometry = Geometry {
-        itemsize,
-        readonly: info.readonly,
-        shape,
-        strides,
-    };
-    let plan = request::plan(BufferFlags::from_raw(flags), &geometry)
-        .map_err(|r| refuse(r.message(&name())))?;
-    // SAFETY: caller's contract: `view` is valid and writable.
-    unsafe { write_view(view, &info, &plan, itemsize, len) };
-    Ok(())
+    check_format(info.format, itemsize).map_err(refuse)
 }
 
 /// Writes the planned fields (all but `obj`).
@@ -501,7 +587,7 @@ pub(crate) unsafe fn fill_view(
 /// As for [`fill_view`].
 unsafe fn write_view(
     view: *mut ffi::Py_buffer,
-    info: &BufferInfo<'_>,
+    info: BufferInfo<'_>,
     plan: &Plan,
     itemsize: isize,
     len: isize,
@@ -510,7 +596,9 @@ unsafe fn write_view(
     // - 1-D contiguous exports allocate nothing: `internal` holds the item count and
     //   `shape` points at it, `strides` at `itemsize` (array.array's idiom): these pointers
     //   stay valid for the life of the view struct they point into.
-    // - N-D (or strided 1-D) exports with a shape move the info's block into `internal`;
+    // - Borrowed layouts point `shape`/`strides` into the exporting object, which the view
+    //   keeps alive and which cannot be mutated through `&mut T` while exported.
+    // - Owned layouts (N-D or strided, built per export) move their block into `internal`;
     //   `shape`/`strides` point into it; `release_view` frees it.
     unsafe {
         let v = &mut *view;
@@ -531,24 +619,28 @@ unsafe fn write_view(
         if !plan.shape {
             return;
         }
-        let contiguous_1d = match &info.nd {
-            None => true,
-            Some(b) => b[0] == 1 && b[2] == itemsize,
-        };
-        if contiguous_1d {
-            v.internal = (len / itemsize) as *mut c_void;
-            v.shape = (&raw mut v.internal).cast();
-            if plan.strides {
-                v.strides = &raw mut v.itemsize;
+        match info.layout {
+            Layout::Contiguous1D => {
+                v.internal = (len / itemsize) as *mut c_void;
+                v.shape = (&raw mut v.internal).cast();
+                if plan.strides {
+                    v.strides = &raw mut v.itemsize;
+                }
             }
-        } else if let Some(block) = &info.nd {
-            let block: Box<[isize]> = block.clone();
-            let ndim = block[0] as usize;
-            let raw = Box::into_raw(block).cast::<isize>();
-            v.internal = raw.cast();
-            v.shape = raw.add(1);
-            if plan.strides {
-                v.strides = raw.add(1 + ndim);
+            Layout::Borrowed { shape, strides } => {
+                v.shape = shape.as_ptr().cast_mut();
+                if plan.strides {
+                    v.strides = strides.as_ptr().cast_mut();
+                }
+            }
+            Layout::Owned(block) => {
+                let ndim = block[0] as usize;
+                let raw = Box::into_raw(block).cast::<isize>();
+                v.internal = raw.cast();
+                v.shape = raw.add(1);
+                if plan.strides {
+                    v.strides = raw.add(1 + ndim);
+                }
             }
         }
     }

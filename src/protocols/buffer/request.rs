@@ -213,6 +213,28 @@ pub(crate) fn plan(flags: BufferFlags, g: &Geometry<'_>) -> Result<Plan, Refusal
     })
 }
 
+/// [`plan`] for the common 1-D contiguous buffer (C and Fortran contiguous by definition),
+/// without walking any geometry: the same answers, fewer instructions.
+#[inline]
+pub(crate) fn plan_contiguous_1d(flags: BufferFlags, readonly: bool) -> Result<Plan, Refusal> {
+    if !flags.is_known() {
+        return Err(Refusal::UnknownFlags(flags.raw()));
+    }
+    if flags.wants_writable() && readonly {
+        return Err(Refusal::NotWritable);
+    }
+    let shape = flags.wants_shape();
+    if !shape && flags.wants_format() {
+        return Err(Refusal::FormatWithoutShape);
+    }
+    Ok(Plan {
+        format: flags.wants_format(),
+        shape,
+        strides: flags.wants_strides(),
+        ndim: 1,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -397,6 +419,31 @@ mod tests {
                 .message("FloatBuffer")
                 .contains("FloatBuffer")
         );
+    }
+
+    #[test]
+    fn the_1d_fast_path_agrees_with_plan() {
+        for readonly in [false, true] {
+            for n in [0isize, 1, 7] {
+                let shape = [n];
+                let strides = [8];
+                let g = Geometry {
+                    itemsize: 8,
+                    readonly,
+                    shape: &shape,
+                    strides: &strides,
+                };
+                let mut flags: Vec<c_int> = (0..0x200).collect();
+                flags.extend([0x200, 0x400, -1, c_int::MIN]);
+                for f in flags {
+                    assert_eq!(
+                        plan_contiguous_1d(BufferFlags(f), readonly),
+                        plan(BufferFlags(f), &g),
+                        "flags 0x{f:x}, n {n}, readonly {readonly}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
