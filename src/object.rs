@@ -178,6 +178,17 @@ impl Object {
         }
     }
 
+    /// `obj.name = value`.
+    pub fn set_attr(&self, name: &CStr, value: &Object) -> PyResult<()> {
+        attached()?;
+        // SAFETY: attached thread; live objects; NUL-terminated name.
+        if unsafe { ffi::PyObject_SetAttrString(self.as_ptr(), name.as_ptr(), value.as_ptr()) } < 0
+        {
+            return Err(PyErr::fetch());
+        }
+        Ok(())
+    }
+
     /// `obj(*args)`: calls the object with positional arguments.
     pub fn call(&self, args: &[&Object]) -> PyResult<Object> {
         attached()?;

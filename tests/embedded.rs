@@ -310,3 +310,36 @@ assert seen == [("PanicException", "Rust panic: deliberate panic in Drop (tp_dea
 "#)
     });
 }
+
+#[test]
+fn embed_runs_files_and_builds_instances_from_rust() {
+    use pontoneer::{Object, PyRef, embed};
+    with_py(|| {
+        let path =
+            std::env::temp_dir().join(format!("pontoneer_run_file_{}.py", std::process::id()));
+        std::fs::write(
+            &path,
+            "import sys\nresult = (__name__, sum(buf), len(buf))\n",
+        )
+        .unwrap();
+        let d = common::module("pontoneer_demo");
+        let buf = common::expect(Object::new_instance(
+            &d,
+            common::demo::FloatBuffer::from_values([1.0, 2.0, 3.5]),
+        ));
+        let ns = common::expect(embed::run_file(&path, &[("buf", &buf)]));
+        std::fs::remove_file(&path).unwrap();
+        let result = common::expect(ns.get_item("result"));
+        assert_eq!(common::expect(result.repr()), "('__main__', 6.5, 3)");
+        // The instance made in Rust is the Rust value, read back through the type check.
+        assert_eq!(
+            PyRef::<common::demo::FloatBuffer>::borrow(&buf)
+                .unwrap()
+                .values(),
+            [1.0, 2.0, 3.5]
+        );
+        // A module with no such class is a TypeError, not a crash.
+        let t = common::module("pontoneer_testmod");
+        assert!(Object::new_instance(&t, common::demo::FloatBuffer::from_values([])).is_err());
+    });
+}
