@@ -23,8 +23,9 @@ allocations live there, not in pymalloc) and flags a statement whose malloc usag
 at least one byte per call in every measured round.
 
 Negative control: ``Leaky().keep(obj)`` forgets one reference per call.  The controls run
-first; the driver asserts they are flagged (otherwise the checker is blind and the run
-fails) and leaves them out of the verdict.
+first (after three pure-Python reference statements that show the noise floor and are not
+gated either); the driver asserts they are flagged (otherwise the checker is blind and the
+run fails) and leaves them out of the verdict.
 
 Statements whose loop raised something other than the expected exception, or did not
 raise the expected one, are reported as ERROR (the statement did not exercise what its

@@ -132,7 +132,14 @@ def records(text):
             frames.append(lines[i].split("== ", 1)[1].strip())
             i += 1
         out.append((head, frames))
-    return out
+    # with -v valgrind lists every error context a second time at exit: keep the first
+    seen, unique = set(), []
+    for head, frames in out:
+        key = (re.sub(r" in loss record .*", "", head), tuple(frames))
+        if key not in seen:
+            seen.add(key)
+            unique.append((head, frames))
+    return unique
 
 
 def cmd_summary(args):
