@@ -267,8 +267,10 @@ pub(crate) unsafe fn drop_value<T: PyClass>(obj: *mut ffi::PyObject) {
     unsafe { core::ptr::drop_in_place((*cell).value.get()) }
 }
 
-/// A shared borrow of another instance, received as an argument (`PyRef<FloatBuffer>`).
-/// Holds a strong reference and the borrow until dropped.
+/// A shared borrow of another instance for `'a`: received as a handler argument
+/// (`other: PyRef<'_, Vec2>`, converted with the argument's type checked and nothing else
+/// to pay: no reference is taken, since CPython keeps the argument alive for the call), or
+/// taken from an [`Object`] with [`PyRef::borrow`]. The borrow flag is held until dropped.
 ///
 /// ```
 /// # pontoneer::doctest_module(|m| {
@@ -276,30 +278,41 @@ pub(crate) unsafe fn drop_value<T: PyClass>(obj: *mut ffi::PyObject) {
 /// #[derive(Default)]
 /// struct Vec2 { x: f64, y: f64 }
 /// impl PyClass for Vec2 { const NAME: &'static core::ffi::CStr = c"Vec2"; }
-/// fn dot(a: &Vec2, b: PyRef<Vec2>) -> f64 { a.x * b.x + a.y * b.y }
+/// fn dot(a: &Vec2, b: PyRef<'_, Vec2>) -> f64 { a.x * b.x + a.y * b.y }
 /// m.add_type::<Vec2>()?.def_init_default().def_method(c"dot", dot);
 /// # Ok(()) }, "assert m.Vec2().dot(m.Vec2()) == 0.0");
 /// ```
-pub struct PyRef<T: PyClass> {
-    obj: Object,
-    _t: core::marker::PhantomData<T>,
+pub struct PyRef<'a, T: PyClass> {
+    obj: &'a Object,
+    _t: core::marker::PhantomData<&'a T>,
 }
 
-impl<T: PyClass> PyRef<T> {
+impl<'a, T: PyClass> PyRef<'a, T> {
     /// Borrows `obj` if it is an instance of `T` (`TypeError` otherwise, `RuntimeError` if
-    /// it is mutably borrowed).
-    pub fn borrow(obj: &Object) -> PyResult<PyRef<T>> {
+    /// it is mutably borrowed or the thread does not hold the GIL).
+    pub fn borrow(obj: &'a Object) -> PyResult<PyRef<'a, T>> {
+        crate::object::attached()?;
+        // SAFETY: attached (checked above).
+        unsafe { Self::borrow_attached(obj) }
+    }
+
+    /// [`borrow`](Self::borrow) for trampolines, which know the thread is attached.
+    ///
+    /// # Safety
+    /// The thread must be attached.
+    #[inline(always)]
+    pub(crate) unsafe fn borrow_attached(obj: &'a Object) -> PyResult<PyRef<'a, T>> {
         let cell = downcast::<T>(obj)?;
         core::mem::forget(cell.try_borrow()?);
         Ok(PyRef {
-            obj: obj.clone(),
+            obj,
             _t: core::marker::PhantomData,
         })
     }
 
     /// The object this borrow is on.
-    pub fn as_object(&self) -> &Object {
-        &self.obj
+    pub fn as_object(&self) -> &'a Object {
+        self.obj
     }
 
     /// Number of buffer views currently exported by this instance.
@@ -307,90 +320,118 @@ impl<T: PyClass> PyRef<T> {
         self.cell().exports()
     }
 
-    fn cell(&self) -> &PyCell<T> {
-        // SAFETY: checked to be a T instance in `borrow`; `self.obj` keeps it alive.
+    fn cell(&self) -> &'a PyCell<T> {
+        // SAFETY: checked to be a T instance in `borrow`; `self.obj` keeps it alive for 'a.
         unsafe { PyCell::from_ptr(self.obj.as_ptr()) }
     }
 }
 
-impl<T: PyClass> Deref for PyRef<T> {
+impl<T: PyClass> Deref for PyRef<'_, T> {
     type Target = T;
+    #[inline(always)]
     fn deref(&self) -> &T {
         // SAFETY: we hold a shared borrow (flag > 0) for our whole life.
         unsafe { &*self.cell().value.get() }
     }
 }
 
-impl<T: PyClass> Drop for PyRef<T> {
+impl<T: PyClass> Drop for PyRef<'_, T> {
+    #[inline]
     fn drop(&mut self) {
-        // Gives back the borrow taken in `borrow` (the guard was forgotten there).
+        // Gives back the borrow taken in `borrow` (the guard was forgotten there). A `PyRef`
+        // is only created on an attached thread and cannot outlive the borrowed `&Object`,
+        // so the thread is still attached here.
         drop(Ref { cell: self.cell() });
     }
 }
 
-/// An exclusive borrow of another instance, received as an argument.
-pub struct PyRefMut<T: PyClass> {
-    obj: Object,
-    _t: core::marker::PhantomData<T>,
+/// An exclusive borrow of another instance for `'a`, received as a handler argument
+/// (`PyRefMut<'_, T>`) or taken with [`PyRefMut::borrow`].
+pub struct PyRefMut<'a, T: PyClass> {
+    obj: &'a Object,
+    _t: core::marker::PhantomData<&'a mut T>,
 }
 
-impl<T: PyClass> PyRefMut<T> {
+impl<'a, T: PyClass> PyRefMut<'a, T> {
     /// Borrows `obj` mutably if it is an instance of `T` (`TypeError` otherwise,
-    /// `RuntimeError` if borrowed, `BufferError` if exporting buffers).
-    pub fn borrow(obj: &Object) -> PyResult<PyRefMut<T>> {
+    /// `RuntimeError` if borrowed or on a thread without the GIL, `BufferError` if exporting
+    /// buffers).
+    pub fn borrow(obj: &'a Object) -> PyResult<PyRefMut<'a, T>> {
+        crate::object::attached()?;
+        // SAFETY: attached (checked above).
+        unsafe { Self::borrow_attached(obj) }
+    }
+
+    /// [`borrow`](Self::borrow) for trampolines, which know the thread is attached.
+    ///
+    /// # Safety
+    /// The thread must be attached.
+    #[inline(always)]
+    pub(crate) unsafe fn borrow_attached(obj: &'a Object) -> PyResult<PyRefMut<'a, T>> {
         let cell = downcast::<T>(obj)?;
         core::mem::forget(cell.try_borrow_mut()?);
         Ok(PyRefMut {
-            obj: obj.clone(),
+            obj,
             _t: core::marker::PhantomData,
         })
     }
 
     /// The object this borrow is on.
-    pub fn as_object(&self) -> &Object {
-        &self.obj
+    pub fn as_object(&self) -> &'a Object {
+        self.obj
     }
 
-    fn cell(&self) -> &PyCell<T> {
-        // SAFETY: checked to be a T instance in `borrow`; `self.obj` keeps it alive.
+    fn cell(&self) -> &'a PyCell<T> {
+        // SAFETY: checked to be a T instance in `borrow`; `self.obj` keeps it alive for 'a.
         unsafe { PyCell::from_ptr(self.obj.as_ptr()) }
     }
 }
 
-impl<T: PyClass> Deref for PyRefMut<T> {
+impl<T: PyClass> Deref for PyRefMut<'_, T> {
     type Target = T;
+    #[inline(always)]
     fn deref(&self) -> &T {
         // SAFETY: we hold the exclusive borrow for our whole life.
         unsafe { &*self.cell().value.get() }
     }
 }
 
-impl<T: PyClass> DerefMut for PyRefMut<T> {
+impl<T: PyClass> DerefMut for PyRefMut<'_, T> {
+    #[inline(always)]
     fn deref_mut(&mut self) -> &mut T {
         // SAFETY: we hold the exclusive borrow for our whole life.
         unsafe { &mut *self.cell().value.get() }
     }
 }
 
-impl<T: PyClass> Drop for PyRefMut<T> {
+impl<T: PyClass> Drop for PyRefMut<'_, T> {
+    #[inline]
     fn drop(&mut self) {
+        // As for `PyRef`: created attached, cannot outlive the borrowed `&Object`.
         drop(RefMut { cell: self.cell() });
     }
 }
 
 /// `obj` as a `T` cell, after checking its type against the registry of the module that
 /// created the object's type; `TypeError` naming both types otherwise.
+#[inline(always)]
 pub(crate) fn downcast<T: PyClass>(obj: &Object) -> PyResult<&PyCell<T>> {
     if is_instance::<T>(obj.as_ptr()) {
         // SAFETY: the type check above proves the layout; `obj` keeps the object alive.
         Ok(unsafe { PyCell::from_ptr(obj.as_ptr()) })
     } else {
-        Err(PyErr::type_error(format!(
-            "expected {}, got {}",
-            T::NAME.to_string_lossy(),
-            obj.type_name()
-        )))
+        Err(not_an_instance(T::NAME, obj))
     }
+}
+
+#[cold]
+#[inline(never)]
+fn not_an_instance(name: &CStr, obj: &Object) -> PyErr {
+    PyErr::type_error(format!(
+        "expected {}, got {}",
+        name.to_string_lossy(),
+        obj.type_name()
+    ))
 }
 
 /// Whether `obj`'s type was created by pontoneer for the Rust type `T`.

@@ -3,7 +3,9 @@
 //! - [`FromPy`]: an argument. `f64` (anything `float()` accepts), integers (anything with
 //!   `__index__`; out of range → `OverflowError`, negative for an unsigned type →
 //!   `ValueError`), `bool` (only `True`/`False`), `String`, [`Object`] (any object),
-//!   `Option<V>` (`None` → `None`), [`PyRef`]/[`PyRefMut`] of a registered class.
+//!   `Option<V>` (`None` → `None`).
+//! - [`Arg`]: a handler parameter — every `FromPy` type, plus the borrowed forms `&Object`
+//!   and [`PyRef<'_, T>`](PyRef)/[`PyRefMut<'_, T>`](PyRefMut), which cost no reference.
 //! - [`IntoPy`]: a return value. Numbers, `bool`, `String`/`&str`, `()` → `None`,
 //!   [`Object`], `Option<V>`, tuples (up to 4), `Vec<V>` → `list`, [`Outcome<V>`], and any
 //!   [`PyClass`] value → a **new instance of its registered type**.
@@ -302,15 +304,76 @@ impl<V: FromPy> FromPy for Option<V> {
     }
 }
 
-impl<T: PyClass> FromPy for PyRef<T> {
-    fn from_py(obj: &Object) -> PyResult<PyRef<T>> {
-        PyRef::borrow(obj)
+/// A handler parameter converted from one Python argument: what a handler's signature
+/// names (`f64`, `&Object`, `PyRef<'_, T>`), and the value it gets for one call
+/// ([`Item<'a>`](Arg::Item), which may borrow the argument for the call).
+///
+/// - every [`FromPy`] type: converted to an owned value;
+/// - `&Object`: the argument itself, borrowed for the call — no reference-count traffic,
+///   as a C function receives its `PyObject *` arguments (clone it to keep it);
+/// - [`PyRef<'_, T>`](PyRef) / [`PyRefMut<'_, T>`](PyRefMut): a borrow of another instance
+///   of a registered class for the call (type check and borrow flag, no reference taken).
+///
+/// Handlers must accept any lifetime for borrowed parameters (`fn f(&self, o: &Object)`,
+/// or a closure with an annotated `&Object` parameter), so a borrowed argument cannot
+/// outlive the call: that is checked by the compiler at the `def_*` call.
+///
+/// ```
+/// # pontoneer::doctest_module(|m| {
+/// use pontoneer::prelude::*;
+/// #[derive(Default)]
+/// struct Probe;
+/// impl PyClass for Probe { const NAME: &'static core::ffi::CStr = c"Probe"; }
+/// // Borrowed for the call: no reference is taken (`a.clone()` would take one to keep).
+/// fn same(_: &Probe, a: &Object, b: &Object) -> bool { a.is(b) }
+/// fn kind(_: &Probe, x: &Object) -> String { x.type_name() }
+/// m.add_type::<Probe>()?.def_init_default()
+///     .def_method(c"same", same)
+///     .def_method(c"kind", kind);
+/// # Ok(()) }, "p = m.Probe(); o = object(); assert p.same(o, o) and not p.same(o, 1); assert p.kind(2.5) == 'float'");
+/// ```
+pub trait Arg {
+    /// The value a handler receives for one call, borrowing the argument for `'a`.
+    type Item<'a>;
+    /// Converts the borrowed argument `obj`.
+    ///
+    /// # Safety
+    /// The thread must be attached (trampolines call this).
+    #[doc(hidden)]
+    unsafe fn from_arg(obj: &Object) -> PyResult<Self::Item<'_>>;
+}
+
+impl<V: FromPy> Arg for V {
+    type Item<'a> = V;
+    #[inline(always)]
+    unsafe fn from_arg(obj: &Object) -> PyResult<V> {
+        V::from_py(obj)
     }
 }
 
-impl<T: PyClass> FromPy for PyRefMut<T> {
-    fn from_py(obj: &Object) -> PyResult<PyRefMut<T>> {
-        PyRefMut::borrow(obj)
+impl Arg for &Object {
+    type Item<'a> = &'a Object;
+    #[inline(always)]
+    unsafe fn from_arg(obj: &Object) -> PyResult<&Object> {
+        Ok(obj)
+    }
+}
+
+impl<T: PyClass> Arg for PyRef<'_, T> {
+    type Item<'a> = PyRef<'a, T>;
+    #[inline(always)]
+    unsafe fn from_arg(obj: &Object) -> PyResult<PyRef<'_, T>> {
+        // SAFETY: caller's contract (attached).
+        unsafe { PyRef::borrow_attached(obj) }
+    }
+}
+
+impl<T: PyClass> Arg for PyRefMut<'_, T> {
+    type Item<'a> = PyRefMut<'a, T>;
+    #[inline(always)]
+    unsafe fn from_arg(obj: &Object) -> PyResult<PyRefMut<'_, T>> {
+        // SAFETY: caller's contract (attached).
+        unsafe { PyRefMut::borrow_attached(obj) }
     }
 }
 

@@ -65,7 +65,7 @@ mod type_builder;
 #[doc(hidden)]
 pub use cell::PyCell;
 pub use cell::{PyClass, PyRef, PyRefMut, ensure_not_exported, exports};
-pub use convert::{FromPy, HandlerOutput, IntoPy, Outcome};
+pub use convert::{Arg, FromPy, HandlerOutput, IntoPy, Outcome};
 pub use error::{ExceptionType, PyErr, PyException, PyResult};
 pub use method::{
     Exclusive, FromArgs, Function, MAX_ARGS, Method, MethodMut, Raw, RawMethod, RawSelf, Receiver,

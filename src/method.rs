@@ -7,7 +7,8 @@
 //! - [`MethodMut`]: `Fn(&mut T, A1, .., An) -> R`
 //! - [`Function`]: `Fn(A1, .., An) -> R` (static methods, module functions, constructors)
 //!
-//! with `n ≤ 6`, each `Ai: FromPy` and `R: HandlerOutput`. A signature that does not fit is a
+//! with `n ≤ 6`, each `Ai:` [`Arg`] (an owned [`FromPy`](crate::FromPy) value, or a borrowed
+//! `&Object`/`PyRef<'_, T>`) and `R: HandlerOutput`. A signature that does not fit is a
 //! compile error at the `def_*` call.
 //!
 //! # Safety (module level)
@@ -17,7 +18,7 @@ use core::ffi::CStr;
 
 use pyo3_ffi as ffi;
 
-use crate::convert::FromPy;
+use crate::convert::Arg;
 use crate::error::{PyErr, PyResult};
 use crate::object::Object;
 
@@ -25,28 +26,28 @@ use crate::object::Object;
 pub const MAX_ARGS: usize = 6;
 
 /// A handler with a `&T` receiver.
-pub trait Method<T, A, R>: Copy + 'static {
+pub trait Method<T, A: FromArgs, R>: Copy + 'static {
     /// Calls the handler.
-    fn call(self, this: &T, args: A) -> R;
+    fn call(self, this: &T, args: A::Items<'_>) -> R;
 }
 
 /// A handler with a `&mut T` receiver.
-pub trait MethodMut<T, A, R>: Copy + 'static {
+pub trait MethodMut<T, A: FromArgs, R>: Copy + 'static {
     /// Calls the handler.
-    fn call_mut(self, this: &mut T, args: A) -> R;
+    fn call_mut(self, this: &mut T, args: A::Items<'_>) -> R;
 }
 
 /// A handler without a receiver.
-pub trait Function<A, R>: Copy + 'static {
+pub trait Function<A: FromArgs, R>: Copy + 'static {
     /// Calls the handler.
-    fn call(self, args: A) -> R;
+    fn call(self, args: A::Items<'_>) -> R;
 }
 
 /// A handler with the raw receiver: `Fn(RawSelf<T>, A1, .., An) -> R`. The layer takes no
 /// borrow; the handler decides (see [`RawSelf`]).
-pub trait RawMethod<T, A, R>: Copy + 'static {
+pub trait RawMethod<T, A: FromArgs, R>: Copy + 'static {
     /// Calls the handler.
-    fn call_raw(self, this: RawSelf<'_, T>, args: A) -> R;
+    fn call_raw(self, this: RawSelf<'_, T>, args: A::Items<'_>) -> R;
 }
 
 /// The raw receiver, for embedders who need the object itself: its pointer, its export
@@ -133,78 +134,116 @@ impl<'a, T: crate::PyClass> RawSelf<'a, T> {
 #[derive(Clone, Copy, Debug)]
 pub struct Raw;
 
-impl<T: crate::PyClass, F: RawMethod<T, A, R>, A, R> Receiver<T, A, R, Raw> for F {
+impl<T: crate::PyClass, F: RawMethod<T, A, R>, A: FromArgs, R> Receiver<T, A, R, Raw> for F {
     #[inline(always)]
-    fn invoke(self, cell: &crate::cell::PyCell<T>, args: A) -> PyResult<R> {
+    fn invoke(self, cell: &crate::cell::PyCell<T>, args: A::Items<'_>) -> PyResult<R> {
         Ok(self.call_raw(RawSelf { cell }, args))
     }
 }
 
-/// A tuple of positional arguments converted from Python objects.
+/// A tuple of handler parameters ([`Arg`]s), converted from positional Python arguments.
 pub trait FromArgs: Sized {
     /// The number of arguments.
     const N: usize;
+    /// The values a handler receives for one call (borrowing the arguments for `'a`).
+    type Items<'a>;
     /// Converts exactly `Self::N` arguments; `name` gives the function name for messages.
+    ///
+    /// # Safety
+    /// Every pointer in `args` is a live object kept alive for `'a`; the thread is attached.
     #[doc(hidden)]
-    fn from_args(args: &[*mut ffi::PyObject], name: fn() -> &'static str) -> PyResult<Self>;
+    unsafe fn from_args<'a>(
+        args: &'a [*mut ffi::PyObject],
+        name: fn() -> &'static str,
+    ) -> PyResult<Self::Items<'a>>;
 }
 
+// Each handler impl names the parameters twice: `Fn(&T, A0, ..)` lets the compiler read the
+// parameter types off the handler's signature, and `for<'a> Fn(&T, A0::Item<'a>, ..)` requires
+// the handler to accept borrowed parameters (`&Object`, `PyRef<'_, T>`) for *any* lifetime, so
+// they cannot escape the call. For owned parameters the two bounds are the same. The handler is
+// called through `call_n`, where only the second bound applies.
 macro_rules! arities {
     ($($n:expr => ($($a:ident $i:tt),*);)*) => {$(
-        impl<T, F, R, $($a,)*> Method<T, ($($a,)*), R> for F
+        impl<T, F, R, $($a: Arg,)*> Method<T, ($($a,)*), R> for F
         where
             F: Fn(&T, $($a),*) -> R + Copy + 'static,
+            F: for<'a> Fn(&T, $($a::Item<'a>),*) -> R,
         {
             #[inline(always)]
-            #[allow(non_snake_case, unused_variables)]
-            fn call(self, this: &T, args: ($($a,)*)) -> R {
-                self(this, $(args.$i),*)
+            #[allow(non_snake_case, unused_variables, clippy::unused_unit)]
+            fn call<'a>(self, this: &T, args: ($($a::Item<'a>,)*)) -> R {
+                #[inline(always)]
+                fn call_n<T, R, $($a,)*>(f: impl Fn(&T, $($a),*) -> R, this: &T, args: ($($a,)*)) -> R {
+                    f(this, $(args.$i),*)
+                }
+                call_n(self, this, args)
             }
         }
 
-        impl<T, F, R, $($a,)*> MethodMut<T, ($($a,)*), R> for F
+        impl<T, F, R, $($a: Arg,)*> MethodMut<T, ($($a,)*), R> for F
         where
             F: Fn(&mut T, $($a),*) -> R + Copy + 'static,
+            F: for<'a> Fn(&mut T, $($a::Item<'a>),*) -> R,
         {
             #[inline(always)]
-            #[allow(non_snake_case, unused_variables)]
-            fn call_mut(self, this: &mut T, args: ($($a,)*)) -> R {
-                self(this, $(args.$i),*)
+            #[allow(non_snake_case, unused_variables, clippy::unused_unit)]
+            fn call_mut<'a>(self, this: &mut T, args: ($($a::Item<'a>,)*)) -> R {
+                #[inline(always)]
+                fn call_n<T, R, $($a,)*>(f: impl Fn(&mut T, $($a),*) -> R, this: &mut T, args: ($($a,)*)) -> R {
+                    f(this, $(args.$i),*)
+                }
+                call_n(self, this, args)
             }
         }
 
-        impl<F, R, $($a,)*> Function<($($a,)*), R> for F
+        impl<F, R, $($a: Arg,)*> Function<($($a,)*), R> for F
         where
             F: Fn($($a),*) -> R + Copy + 'static,
+            F: for<'a> Fn($($a::Item<'a>),*) -> R,
         {
             #[inline(always)]
-            #[allow(non_snake_case, unused_variables)]
-            fn call(self, args: ($($a,)*)) -> R {
-                self($(args.$i),*)
+            #[allow(non_snake_case, unused_variables, clippy::unused_unit)]
+            fn call<'a>(self, args: ($($a::Item<'a>,)*)) -> R {
+                #[inline(always)]
+                fn call_n<R, $($a,)*>(f: impl Fn($($a),*) -> R, args: ($($a,)*)) -> R {
+                    f($(args.$i),*)
+                }
+                call_n(self, args)
             }
         }
 
-        impl<T, F, R, $($a,)*> RawMethod<T, ($($a,)*), R> for F
+        impl<T, F, R, $($a: Arg,)*> RawMethod<T, ($($a,)*), R> for F
         where
             F: Fn(RawSelf<'_, T>, $($a),*) -> R + Copy + 'static,
+            F: for<'a> Fn(RawSelf<'_, T>, $($a::Item<'a>),*) -> R,
         {
             #[inline(always)]
-            #[allow(non_snake_case, unused_variables)]
-            fn call_raw(self, this: RawSelf<'_, T>, args: ($($a,)*)) -> R {
-                self(this, $(args.$i),*)
+            #[allow(non_snake_case, unused_variables, clippy::unused_unit)]
+            fn call_raw<'a>(self, this: RawSelf<'_, T>, args: ($($a::Item<'a>,)*)) -> R {
+                #[inline(always)]
+                fn call_n<T, R, $($a,)*>(f: impl Fn(RawSelf<'_, T>, $($a),*) -> R, this: RawSelf<'_, T>, args: ($($a,)*)) -> R {
+                    f(this, $(args.$i),*)
+                }
+                call_n(self, this, args)
             }
         }
 
-        impl<$($a: FromPy,)*> FromArgs for ($($a,)*) {
+        impl<$($a: Arg,)*> FromArgs for ($($a,)*) {
             const N: usize = $n;
+            type Items<'a> = ($($a::Item<'a>,)*);
             #[inline(always)]
-            #[allow(unused_variables)]
-            fn from_args(args: &[*mut ffi::PyObject], name: fn() -> &'static str) -> PyResult<Self> {
+            #[allow(unused_variables, clippy::unused_unit)]
+            unsafe fn from_args<'a>(
+                args: &'a [*mut ffi::PyObject],
+                name: fn() -> &'static str,
+            ) -> PyResult<Self::Items<'a>> {
                 if args.len() != $n {
                     return Err(arg_count_error(name(), $n, args.len()));
                 }
                 Ok(($(
-                    convert_arg::<$a>(args[$i], $i, name)?,
+                    // SAFETY: caller's contract (live arguments for 'a, attached thread).
+                    unsafe { convert_arg::<$a>(&args[$i], $i, name) }?,
                 )*))
             }
         }
@@ -222,19 +261,19 @@ arities! {
 }
 
 /// Converts argument `index` (0-based), naming the function and position on failure.
+///
+/// # Safety
+/// `*slot` is a live object kept alive for `'a`; the thread is attached.
 #[inline(always)]
-fn convert_arg<A: FromPy>(
-    obj: *mut ffi::PyObject,
+unsafe fn convert_arg<'a, A: Arg>(
+    slot: &'a *mut ffi::PyObject,
     index: usize,
     name: fn() -> &'static str,
-) -> PyResult<A> {
-    // SAFETY: CPython passed a live object, borrowed for the whole call. The `Object` view
-    // is never dropped (ManuallyDrop), so it takes and gives back no reference: `from_py`
-    // only borrows it, and an `Object` argument clones it (taking its own reference).
-    let obj = core::mem::ManuallyDrop::new(unsafe {
-        Object::from_owned_ptr(core::ptr::NonNull::new_unchecked(obj))
-    });
-    A::from_py(&obj).map_err(|e| arg_error(e, name(), index))
+) -> PyResult<A::Item<'a>> {
+    // SAFETY: caller's contract; the view takes and gives back no reference.
+    let obj = unsafe { Object::from_slot(slot) };
+    // SAFETY: attached (caller's contract).
+    unsafe { A::from_arg(obj) }.map_err(|e| arg_error(e, name(), index))
 }
 
 #[cold]
@@ -365,34 +404,39 @@ pub struct Exclusive;
 /// A handler with either receiver kind: `Fn(&T, ..)` (`K = Shared`) or `Fn(&mut T, ..)`
 /// (`K = Exclusive`). The marker is inferred from the handler's signature, so protocol slots
 /// accept both forms through one installer and one trampoline.
-pub trait Receiver<T, A, R, K>: Copy + 'static {
+pub trait Receiver<T, A: FromArgs, R, K>: Copy + 'static {
     /// Borrows the instance as the handler needs and calls it.
     #[doc(hidden)]
-    fn invoke(self, cell: &crate::cell::PyCell<T>, args: A) -> PyResult<R>;
+    fn invoke(self, cell: &crate::cell::PyCell<T>, args: A::Items<'_>) -> PyResult<R>;
 }
 
-impl<T: crate::PyClass, F: Method<T, A, R>, A, R> Receiver<T, A, R, Shared> for F {
+impl<T: crate::PyClass, F: Method<T, A, R>, A: FromArgs, R> Receiver<T, A, R, Shared> for F {
     #[inline(always)]
-    fn invoke(self, cell: &crate::cell::PyCell<T>, args: A) -> PyResult<R> {
+    fn invoke(self, cell: &crate::cell::PyCell<T>, args: A::Items<'_>) -> PyResult<R> {
         let this = cell.try_borrow()?;
         Ok(self.call(&this, args))
     }
 }
 
-impl<T: crate::PyClass, F: MethodMut<T, A, R>, A, R> Receiver<T, A, R, Exclusive> for F {
+impl<T: crate::PyClass, F: MethodMut<T, A, R>, A: FromArgs, R> Receiver<T, A, R, Exclusive> for F {
     #[inline(always)]
-    fn invoke(self, cell: &crate::cell::PyCell<T>, args: A) -> PyResult<R> {
+    fn invoke(self, cell: &crate::cell::PyCell<T>, args: A::Items<'_>) -> PyResult<R> {
         let mut this = cell.try_borrow_mut()?;
         Ok(self.call_mut(&mut this, args))
     }
 }
 
-/// Converts one slot argument, naming the handler on failure.
+/// Converts one slot argument (a `PyObject *` parameter of the slot function, borrowed for
+/// the call), naming the handler on failure.
+///
+/// # Safety
+/// `*slot` is a live object kept alive for `'a`; the thread is attached.
 #[inline(always)]
-pub(crate) fn slot_arg<A: FromPy>(
-    obj: *mut ffi::PyObject,
+pub(crate) unsafe fn slot_arg<'a, A: Arg>(
+    slot: &'a *mut ffi::PyObject,
     index: usize,
     name: fn() -> &'static str,
-) -> PyResult<A> {
-    convert_arg(obj, index, name)
+) -> PyResult<A::Item<'a>> {
+    // SAFETY: caller's contract.
+    unsafe { convert_arg::<A>(slot, index, name) }
 }

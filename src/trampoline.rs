@@ -22,7 +22,7 @@ use core::panic::AssertUnwindSafe;
 use pyo3_ffi as ffi;
 
 use crate::cell::{PyCell, PyClass};
-use crate::convert::{FromPy, HandlerOutput, IntoPy};
+use crate::convert::{Arg, FromPy, HandlerOutput, IntoPy};
 use crate::error::{PyErr, PyResult};
 use crate::method::{self, FromArgs, Function, Method, MethodMut};
 use crate::module::{self, ModuleState};
@@ -287,7 +287,8 @@ where
     let body = |_: &Cx| {
         // SAFETY: CPython passes a tuple and a dict or NULL.
         let args = unsafe { method::TupleArgs::new(args, kwargs, T::NAME, A::N) }?;
-        let a = A::from_args(args.as_slice(), method::class_name::<T>)?;
+        // SAFETY: the tuple's items, alive for the call; attached thread.
+        let a = unsafe { A::from_args(args.as_slice(), method::class_name::<T>) }?;
         let value = zst::<I>().call(a).into_result()?;
         // SAFETY: `subtype` is T's type: our types are final, so tp_new is only reached for
         // the exact type it was installed on.
@@ -316,7 +317,8 @@ where
         // SAFETY: CPython's vectorcall contract: `args` holds nargs borrowed objects,
         // `kwnames` is NULL or a tuple.
         let args = unsafe { method::vector_args(args, nargsf, kwnames, T::NAME) }?;
-        let a = A::from_args(args, method::class_name::<T>)?;
+        // SAFETY: vectorcall arguments, alive for the call; attached thread.
+        let a = unsafe { A::from_args(args, method::class_name::<T>) }?;
         let value = zst::<I>().call(a).into_result()?;
         // SAFETY: this vectorcall is stored in T's type object only, so `tp` is T's type.
         unsafe { crate::cell::alloc_instance(tp, value) }
@@ -390,11 +392,9 @@ where
     let cx = unsafe { Cx::of_instance::<T>(slf) };
     let body = |cx: &Cx| {
         // Arguments first: converting them may run Python code that touches `slf`.
-        // SAFETY: METH_FASTCALL passes `nargs` borrowed objects in `args`.
-        let a = A::from_args(
-            unsafe { method::fast_args(args, nargs) },
-            method::name_of::<F>,
-        )?;
+        // SAFETY: METH_FASTCALL passes `nargs` borrowed objects in `args`, alive for the
+        // call; attached thread.
+        let a = unsafe { A::from_args(method::fast_args(args, nargs), method::name_of::<F>) }?;
         // SAFETY: `slf` is a T instance (see above).
         let cell = unsafe { cell::<T>(slf) };
         output(cx, zst::<F>().invoke(cell, a)?)
@@ -420,11 +420,9 @@ where
 {
     let cx = Cx::of_class::<T>(slf.cast());
     let body = |cx: &Cx| {
-        // SAFETY: METH_FASTCALL passes `nargs` borrowed objects in `args`.
-        let a = A::from_args(
-            unsafe { method::fast_args(args, nargs) },
-            method::name_of::<F>,
-        )?;
+        // SAFETY: METH_FASTCALL passes `nargs` borrowed objects in `args`, alive for the
+        // call; attached thread.
+        let a = unsafe { A::from_args(method::fast_args(args, nargs), method::name_of::<F>) }?;
         output(cx, zst::<F>().call(a))
     };
     // SAFETY: called by CPython with the thread attached.
@@ -444,11 +442,9 @@ where
 {
     let cx = Cx::of_module(slf);
     let body = |cx: &Cx| {
-        // SAFETY: METH_FASTCALL passes `nargs` borrowed objects in `args`.
-        let a = A::from_args(
-            unsafe { method::fast_args(args, nargs) },
-            method::name_of::<F>,
-        )?;
+        // SAFETY: METH_FASTCALL passes `nargs` borrowed objects in `args`, alive for the
+        // call; attached thread.
+        let a = unsafe { A::from_args(method::fast_args(args, nargs), method::name_of::<F>) }?;
         output(cx, zst::<F>().call(a))
     };
     // SAFETY: called by CPython with the thread attached.
@@ -501,7 +497,9 @@ where
                 T::NAME.to_string_lossy()
             )));
         }
-        let a = <(V,)>::from_args(&[value], method::name_of::<F>)?;
+        let slot = [value];
+        // SAFETY: `value` is CPython's argument, alive for the call; attached thread.
+        let a = unsafe { <(V,)>::from_args(&slot, method::name_of::<F>) }?;
         // SAFETY: `slf` is a T instance.
         let mut this = unsafe { PyCell::<T>::from_ptr(slf) }.try_borrow_mut()?;
         zst::<F>().call_mut(&mut this, a).into_result()?;
@@ -770,13 +768,14 @@ pub(crate) unsafe extern "C" fn binaryfunc_self<T, F, A, R, K>(
 where
     T: PyClass,
     F: Receiver<T, (A,), R, K>,
-    A: FromPy,
+    A: Arg,
     R: HandlerOutput,
 {
     // SAFETY: mp_subscript/sq_concat receive an instance of their type as first operand.
     let cx = unsafe { Cx::of_instance::<T>(slf) };
     let body = |cx: &Cx| {
-        let a = method::slot_arg::<A>(arg, 0, method::name_of::<F>)?;
+        // SAFETY: an argument CPython passed, alive for the call; attached thread.
+        let a = unsafe { method::slot_arg::<A>(&arg, 0, method::name_of::<F>) }?;
         // SAFETY: as above.
         let cell = unsafe { cell::<T>(slf) };
         let out = zst::<F>().invoke(cell, (a,))?;
@@ -809,14 +808,15 @@ pub(crate) unsafe extern "C" fn binaryfunc_inplace<T, F, A, R, K, const NUMBER: 
 where
     T: PyClass,
     F: Receiver<T, (A,), R, K>,
-    A: FromPy,
+    A: Arg,
     R: HandlerOutput,
     R::Value: InPlaceOutput,
 {
     // SAFETY: CPython calls an in-place slot of the left operand's type with that operand.
     let cx = unsafe { Cx::of_instance::<T>(slf) };
     let body = |_: &Cx| {
-        let a = match method::slot_arg::<A>(arg, 0, method::name_of::<F>) {
+        // SAFETY: an argument CPython passed, alive for the call; attached thread.
+        let a = match unsafe { method::slot_arg::<A>(&arg, 0, method::name_of::<F>) } {
             Ok(a) => a,
             // Python then falls back to the binary operator.
             Err(e) if NUMBER => return operand_mismatch(e),
@@ -840,19 +840,21 @@ pub(crate) unsafe extern "C" fn ternaryfunc_inplace<T, F, A, R, K>(
 where
     T: PyClass,
     F: Receiver<T, (A, Option<Object>), R, K>,
-    A: FromPy,
+    A: Arg,
     R: HandlerOutput,
     R::Value: InPlaceOutput,
 {
     // SAFETY: CPython calls an in-place slot of the left operand's type with that operand.
     let cx = unsafe { Cx::of_instance::<T>(slf) };
     let body = |_: &Cx| {
-        let a = match method::slot_arg::<A>(arg, 0, method::name_of::<F>) {
+        // SAFETY: an argument CPython passed, alive for the call; attached thread.
+        let a = match unsafe { method::slot_arg::<A>(&arg, 0, method::name_of::<F>) } {
             Ok(a) => a,
             // Python then falls back to the binary operator.
             Err(e) => return operand_mismatch(e),
         };
-        let m = method::slot_arg::<Option<Object>>(modulo, 1, method::name_of::<F>)?;
+        // SAFETY: an argument CPython passed, alive for the call; attached thread.
+        let m = unsafe { method::slot_arg::<Option<Object>>(&modulo, 1, method::name_of::<F>) }?;
         // SAFETY: as above.
         let cell = unsafe { cell::<T>(slf) };
         let v = zst::<F>().invoke(cell, (a, m))?.into_result()?;
@@ -923,7 +925,8 @@ where
     // SAFETY: sequence slots receive an instance of the type they were installed on.
     let cx = unsafe { Cx::of_instance::<T>(slf) };
     let body = |_: &Cx| {
-        let v = optional_arg::<V>(value, 1, method::name_of::<F>)?;
+        // SAFETY: NULL (delete) or CPython's argument, alive for the call; attached thread.
+        let v = unsafe { optional_arg::<V>(&value, 1, method::name_of::<F>) }?;
         // SAFETY: as above.
         let cell = unsafe { cell::<T>(slf) };
         zst::<F>().invoke(cell, (i, v))?.into_result()?;
@@ -934,16 +937,20 @@ where
 }
 
 /// NULL → `None` (delete), otherwise the converted value.
+///
+/// # Safety
+/// `*value` is NULL or a live object kept alive for the call; the thread is attached.
 #[inline(always)]
-fn optional_arg<V: FromPy>(
-    value: *mut ffi::PyObject,
+unsafe fn optional_arg<V: FromPy>(
+    value: &*mut ffi::PyObject,
     index: usize,
     name: fn() -> &'static str,
 ) -> PyResult<Option<V>> {
     if value.is_null() {
         Ok(None)
     } else {
-        method::slot_arg::<V>(value, index, name).map(Some)
+        // SAFETY: caller's contract, and not NULL.
+        unsafe { method::slot_arg::<V>(value, index, name) }.map(Some)
     }
 }
 
@@ -955,13 +962,14 @@ pub(crate) unsafe extern "C" fn objobjproc<T, F, A, R, K>(
 where
     T: PyClass,
     F: Receiver<T, (A,), R, K>,
-    A: FromPy,
+    A: Arg,
     R: HandlerOutput<Value = bool>,
 {
     // SAFETY: sq_contains receives an instance of the type it was installed on.
     let cx = unsafe { Cx::of_instance::<T>(slf) };
     let body = |_: &Cx| {
-        let a = method::slot_arg::<A>(arg, 0, method::name_of::<F>)?;
+        // SAFETY: an argument CPython passed, alive for the call; attached thread.
+        let a = unsafe { method::slot_arg::<A>(&arg, 0, method::name_of::<F>) }?;
         // SAFETY: as above.
         let cell = unsafe { cell::<T>(slf) };
         let v = zst::<F>().invoke(cell, (a,))?.into_result()?;
@@ -981,15 +989,17 @@ pub(crate) unsafe extern "C" fn objobjargproc<T, F, Key, V, R, K>(
 where
     T: PyClass,
     F: Receiver<T, (Key, Option<V>), R, K>,
-    Key: FromPy,
+    Key: Arg,
     V: FromPy,
     R: HandlerOutput<Value = ()>,
 {
     // SAFETY: mp_ass_subscript receives an instance of the type it was installed on.
     let cx = unsafe { Cx::of_instance::<T>(slf) };
     let body = |_: &Cx| {
-        let k = method::slot_arg::<Key>(key, 0, method::name_of::<F>)?;
-        let v = optional_arg::<V>(value, 1, method::name_of::<F>)?;
+        // SAFETY: an argument CPython passed, alive for the call; attached thread.
+        let k = unsafe { method::slot_arg::<Key>(&key, 0, method::name_of::<F>) }?;
+        // SAFETY: NULL (delete) or CPython's argument, alive for the call; attached thread.
+        let v = unsafe { optional_arg::<V>(&value, 1, method::name_of::<F>) }?;
         // SAFETY: as above.
         let cell = unsafe { cell::<T>(slf) };
         zst::<F>().invoke(cell, (k, v))?.into_result()?;
@@ -1011,8 +1021,8 @@ where
     T: PyClass,
     S: Receiver<T, (Key, V), RS, KS>,
     D: Receiver<T, (Key,), RD, KD>,
-    Key: FromPy,
-    V: FromPy,
+    Key: Arg,
+    V: Arg,
     RS: HandlerOutput<Value = ()>,
     RD: HandlerOutput<Value = ()>,
 {
@@ -1022,11 +1032,14 @@ where
         // SAFETY: as above.
         let cell = unsafe { cell::<T>(slf) };
         if value.is_null() {
-            let k = method::slot_arg::<Key>(key, 0, method::name_of::<D>)?;
+            // SAFETY: an argument CPython passed, alive for the call; attached thread.
+            let k = unsafe { method::slot_arg::<Key>(&key, 0, method::name_of::<D>) }?;
             zst::<D>().invoke(cell, (k,))?.into_result()?;
         } else {
-            let k = method::slot_arg::<Key>(key, 0, method::name_of::<S>)?;
-            let v = method::slot_arg::<V>(value, 1, method::name_of::<S>)?;
+            // SAFETY: an argument CPython passed, alive for the call; attached thread.
+            let k = unsafe { method::slot_arg::<Key>(&key, 0, method::name_of::<S>) }?;
+            // SAFETY: an argument CPython passed, alive for the call; attached thread.
+            let v = unsafe { method::slot_arg::<V>(&value, 1, method::name_of::<S>) }?;
             zst::<S>().invoke(cell, (k, v))?.into_result()?;
         }
         Ok(0)
@@ -1037,14 +1050,15 @@ where
 
 /// `richcmpfunc` — `tp_richcompare`: `a < b`, `a == b`, ... CPython calls it with the
 /// instance first (for a reflected comparison it swaps the operands and the operator).
-pub(crate) unsafe extern "C" fn richcmpfunc<T, F, R, K>(
+pub(crate) unsafe extern "C" fn richcmpfunc<T, F, A, R, K>(
     slf: *mut ffi::PyObject,
     other: *mut ffi::PyObject,
     op: c_int,
 ) -> *mut ffi::PyObject
 where
     T: PyClass,
-    F: Receiver<T, (Object, crate::protocols::CompareOp), R, K>,
+    F: Receiver<T, (A, crate::protocols::CompareOp), R, K>,
+    A: Arg,
     R: HandlerOutput,
 {
     // SAFETY: do_richcompare calls the slot of the first argument's type with it first.
@@ -1052,7 +1066,13 @@ where
     let body = |cx: &Cx| {
         let op = crate::protocols::CompareOp::from_raw(op)
             .ok_or_else(|| PyErr::system_error(format!("invalid comparison operator {op}")))?;
-        let o = method::slot_arg::<Object>(other, 0, method::name_of::<F>)?;
+        // SAFETY: an argument CPython passed, alive for the call; attached thread.
+        let o = match unsafe { method::slot_arg::<A>(&other, 0, method::name_of::<F>) } {
+            Ok(o) => o,
+            // A comparison with an operand of another type does not apply: Python then
+            // tries the reflected comparison, and finally identity or TypeError.
+            Err(e) => return operand_mismatch(e),
+        };
         // SAFETY: as above.
         let cell = unsafe { cell::<T>(slf) };
         let out = zst::<F>().invoke(cell, (o, op))?;
@@ -1079,7 +1099,8 @@ where
     let body = |cx: &Cx| {
         // SAFETY: CPython passes a tuple and a dict or NULL.
         let args = unsafe { method::TupleArgs::new(args, kwargs, T::NAME, A::N) }?;
-        let a = A::from_args(args.as_slice(), method::class_name::<T>)?;
+        // SAFETY: the tuple's items, alive for the call; attached thread.
+        let a = unsafe { A::from_args(args.as_slice(), method::class_name::<T>) }?;
         // SAFETY: as above.
         let cell = unsafe { cell::<T>(slf) };
         let out = zst::<F>().invoke(cell, a)?;
@@ -1136,7 +1157,7 @@ impl<T, F, A, R, K> BinaryHandler<T> for Binary<F, A, R, K>
 where
     T: PyClass,
     F: Receiver<T, (A,), R, K>,
-    A: FromPy + 'static,
+    A: Arg + 'static,
     R: HandlerOutput + 'static,
     K: 'static,
 {
@@ -1148,7 +1169,8 @@ where
         cell: &PyCell<T>,
         other: *mut ffi::PyObject,
     ) -> PyResult<*mut ffi::PyObject> {
-        let a = match method::slot_arg::<A>(other, 0, method::name_of::<F>) {
+        // SAFETY: an argument CPython passed, alive for the call; attached thread.
+        let a = match unsafe { method::slot_arg::<A>(&other, 0, method::name_of::<F>) } {
             Ok(a) => a,
             Err(e) => return operand_mismatch(e),
         };
@@ -1240,7 +1262,7 @@ impl<T, F, A, R, K> PowerHandler<T> for Binary<F, A, R, K>
 where
     T: PyClass,
     F: Receiver<T, (A, Option<Object>), R, K>,
-    A: FromPy + 'static,
+    A: Arg + 'static,
     R: HandlerOutput + 'static,
     K: 'static,
 {
@@ -1253,11 +1275,13 @@ where
         other: *mut ffi::PyObject,
         modulo: *mut ffi::PyObject,
     ) -> PyResult<*mut ffi::PyObject> {
-        let a = match method::slot_arg::<A>(other, 0, method::name_of::<F>) {
+        // SAFETY: an argument CPython passed, alive for the call; attached thread.
+        let a = match unsafe { method::slot_arg::<A>(&other, 0, method::name_of::<F>) } {
             Ok(a) => a,
             Err(e) => return operand_mismatch(e),
         };
-        let m = method::slot_arg::<Option<Object>>(modulo, 1, method::name_of::<F>)?;
+        // SAFETY: an argument CPython passed, alive for the call; attached thread.
+        let m = unsafe { method::slot_arg::<Option<Object>>(&modulo, 1, method::name_of::<F>) }?;
         output(cx, zst::<F>().invoke(cell, (a, m))?)
     }
 }

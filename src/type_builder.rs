@@ -20,7 +20,7 @@ use std::ffi::CString;
 use pyo3_ffi as ffi;
 
 use crate::cell::{PyCell, PyClass};
-use crate::convert::{FromPy, HandlerOutput};
+use crate::convert::{Arg, HandlerOutput};
 use crate::error::{PyErr, PyResult};
 use crate::method::{Exclusive, FromArgs, Function, Method, MethodMut, Raw, RawMethod, Shared};
 use crate::trampoline::{self, assert_zst};
@@ -309,7 +309,7 @@ impl<T: PyClass> TypeBuilder<T> {
     pub fn def_setter<F, V, R>(&mut self, def: impl Into<Def>, handler: F) -> &mut Self
     where
         F: MethodMut<T, (V,), R>,
-        V: FromPy + 'static,
+        V: Arg + 'static,
         R: HandlerOutput<Value = ()> + 'static,
     {
         assert_zst(&handler);

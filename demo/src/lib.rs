@@ -103,27 +103,27 @@ impl FloatBuffer {
 
     /// `x in b`: `any(item == x)` with Python's `==` (like `list` and `array.array`): exact
     /// for floats (fast path) and for every other number type, `False` for non-numbers.
-    fn contains(&self, x: Object) -> PyResult<bool> {
+    /// `x` is borrowed for the call (`&Object`): no reference is taken.
+    fn contains(&self, x: &Object) -> PyResult<bool> {
         if let Some(v) = x.as_exact_f64() {
             return Ok(self.data.iter().any(|c| c.get() == v));
         }
         for c in &self.data {
-            if Object::from_value(c.get())?.eq(&x)? {
+            if Object::from_value(c.get())?.eq(x)? {
                 return Ok(true);
             }
         }
         Ok(false)
     }
 
-    /// `b + c`: a new FloatBuffer when `c` is one, `NotImplemented` otherwise.
-    fn concat(&self, other: Object) -> PyResult<Outcome<FloatBuffer>> {
-        let Ok(other) = PyRef::<FloatBuffer>::borrow(&other) else {
-            return Ok(Outcome::NotImplemented);
-        };
+    /// `b + c`: a new FloatBuffer. `c` is borrowed as a FloatBuffer for the call; any other
+    /// operand does not convert, which the number protocol answers with `NotImplemented`.
+    fn concat(&self, other: PyRef<'_, FloatBuffer>) -> PyResult<FloatBuffer> {
         let mut data = Vec::new();
         data.try_reserve_exact(self.data.len() + other.data.len())?;
-        data.extend(self.data.iter().chain(other.data.iter()).cloned());
-        Ok(Outcome::Value(FloatBuffer { data }))
+        data.extend_from_slice(&self.data);
+        data.extend_from_slice(&other.data);
+        Ok(FloatBuffer { data })
     }
 
     /// `-b`: every item negated (`-0.0` for `0.0`).
@@ -134,11 +134,9 @@ impl FloatBuffer {
         Ok(FloatBuffer { data })
     }
 
-    /// `==` and `!=` between FloatBuffers; everything else is `NotImplemented`.
-    fn compare(&self, other: Object, op: CompareOp) -> Outcome<bool> {
-        let Ok(other) = PyRef::<FloatBuffer>::borrow(&other) else {
-            return Outcome::NotImplemented;
-        };
+    /// `==` and `!=` between FloatBuffers (another type does not convert to
+    /// `PyRef<FloatBuffer>`: `NotImplemented`); orderings are `NotImplemented`.
+    fn compare(&self, other: PyRef<'_, FloatBuffer>, op: CompareOp) -> Outcome<bool> {
         let equal = self.data.len() == other.data.len()
             && self
                 .data

@@ -16,7 +16,7 @@ use core::ffi::c_void;
 use pyo3_ffi as ffi;
 
 use crate::cell::PyClass;
-use crate::convert::{FromPy, HandlerOutput};
+use crate::convert::{Arg, FromPy, HandlerOutput};
 use crate::method::Receiver;
 use crate::trampoline::{self, assert_zst};
 use crate::type_builder::TypeBuilder;
@@ -75,7 +75,7 @@ impl<'t, T: PyClass> MappingProtocolBuilder<'t, T> {
     pub fn def_getitem<F, Key, R, K>(self, handler: F) -> Self
     where
         F: Receiver<T, (Key,), R, K>,
-        Key: FromPy + 'static,
+        Key: Arg + 'static,
         R: HandlerOutput + 'static,
         K: 'static,
     {
@@ -91,7 +91,7 @@ impl<'t, T: PyClass> MappingProtocolBuilder<'t, T> {
     pub fn def_setitem<F, Key, V, R, K>(self, handler: F) -> Self
     where
         F: Receiver<T, (Key, Option<V>), R, K>,
-        Key: FromPy + 'static,
+        Key: Arg + 'static,
         V: FromPy + 'static,
         R: HandlerOutput<Value = ()> + 'static,
         K: 'static,
@@ -114,8 +114,8 @@ impl<'t, T: PyClass> MappingProtocolBuilder<'t, T> {
     where
         S: Receiver<T, (Key, V), RS, KS>,
         D: Receiver<T, (Key,), RD, KD>,
-        Key: FromPy + 'static,
-        V: FromPy + 'static,
+        Key: Arg + 'static,
+        V: Arg + 'static,
         RS: HandlerOutput<Value = ()> + 'static,
         RD: HandlerOutput<Value = ()> + 'static,
         KS: 'static,

@@ -117,6 +117,19 @@ impl Index {
     }
 }
 
+/// A comparison operator passed as CPython's integer code (`Py_LT` = 0 ... `Py_GE` = 5), as
+/// `tp_richcompare` receives it; `ValueError` for any other integer.
+impl FromPy for CompareOp {
+    fn from_py(obj: &Object) -> PyResult<CompareOp> {
+        let code = c_int::from_py(obj)?;
+        CompareOp::from_raw(code).ok_or_else(|| {
+            PyErr::value_error(format!(
+                "{code} is not a comparison operator (Py_LT=0 ... Py_GE=5)"
+            ))
+        })
+    }
+}
+
 impl FromPy for Index {
     #[inline]
     fn from_py(obj: &Object) -> PyResult<Index> {

@@ -35,7 +35,7 @@ use core::ffi::{c_int, c_void};
 use pyo3_ffi as ffi;
 
 use crate::cell::PyClass;
-use crate::convert::{FromPy, HandlerOutput};
+use crate::convert::{Arg, HandlerOutput};
 use crate::method::Receiver;
 use crate::object::Object;
 use crate::protocols::InPlaceOutput;
@@ -99,7 +99,7 @@ macro_rules! binary_ops {
         pub fn $fwd<F, A, R, K>(self, handler: F) -> Self
         where
             F: Receiver<T, (A,), R, K>,
-            A: FromPy + 'static,
+            A: Arg + 'static,
             R: HandlerOutput + 'static,
             K: 'static,
         {
@@ -117,7 +117,7 @@ macro_rules! binary_ops {
         pub fn $rev<F, A, R, K>(self, handler: F) -> Self
         where
             F: Receiver<T, (A,), R, K>,
-            A: FromPy + 'static,
+            A: Arg + 'static,
             R: HandlerOutput + 'static,
             K: 'static,
         {
@@ -133,11 +133,11 @@ macro_rules! binary_ops {
         pub fn $both<F, A, R, K, G, B, S, L>(self, forward: F, reflected: G) -> Self
         where
             F: Receiver<T, (A,), R, K>,
-            A: FromPy + 'static,
+            A: Arg + 'static,
             R: HandlerOutput + 'static,
             K: 'static,
             G: Receiver<T, (B,), S, L>,
-            B: FromPy + 'static,
+            B: Arg + 'static,
             S: HandlerOutput + 'static,
             L: 'static,
         {
@@ -160,7 +160,7 @@ macro_rules! inplace_ops {
         pub fn $name<F, A, R, K>(self, handler: F) -> Self
         where
             F: Receiver<T, (A,), R, K>,
-            A: FromPy + 'static,
+            A: Arg + 'static,
             R: HandlerOutput + 'static,
             R::Value: InPlaceOutput,
             K: 'static,
@@ -279,7 +279,7 @@ impl<'t, T: PyClass> NumberProtocolBuilder<'t, T> {
     pub fn def_pow<F, A, R, K>(self, handler: F) -> Self
     where
         F: Receiver<T, (A, Option<Object>), R, K>,
-        A: FromPy + 'static,
+        A: Arg + 'static,
         R: HandlerOutput + 'static,
         K: 'static,
     {
@@ -294,7 +294,7 @@ impl<'t, T: PyClass> NumberProtocolBuilder<'t, T> {
     pub fn def_rpow<F, A, R, K>(self, handler: F) -> Self
     where
         F: Receiver<T, (A, Option<Object>), R, K>,
-        A: FromPy + 'static,
+        A: Arg + 'static,
         R: HandlerOutput + 'static,
         K: 'static,
     {
@@ -307,11 +307,11 @@ impl<'t, T: PyClass> NumberProtocolBuilder<'t, T> {
     pub fn def_pow_and_rpow<F, A, R, K, G, B, S, L>(self, forward: F, reflected: G) -> Self
     where
         F: Receiver<T, (A, Option<Object>), R, K>,
-        A: FromPy + 'static,
+        A: Arg + 'static,
         R: HandlerOutput + 'static,
         K: 'static,
         G: Receiver<T, (B, Option<Object>), S, L>,
-        B: FromPy + 'static,
+        B: Arg + 'static,
         S: HandlerOutput + 'static,
         L: 'static,
     {
@@ -326,7 +326,7 @@ impl<'t, T: PyClass> NumberProtocolBuilder<'t, T> {
     pub fn def_ipow<F, A, R, K>(self, handler: F) -> Self
     where
         F: Receiver<T, (A, Option<Object>), R, K>,
-        A: FromPy + 'static,
+        A: Arg + 'static,
         R: HandlerOutput + 'static,
         R::Value: InPlaceOutput,
         K: 'static,

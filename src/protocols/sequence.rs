@@ -26,7 +26,7 @@ use core::ffi::c_void;
 use pyo3_ffi as ffi;
 
 use crate::cell::PyClass;
-use crate::convert::{FromPy, HandlerOutput};
+use crate::convert::{Arg, FromPy, HandlerOutput};
 use crate::method::Receiver;
 use crate::trampoline::{self, assert_zst};
 use crate::type_builder::TypeBuilder;
@@ -109,7 +109,7 @@ impl<'t, T: PyClass> SequenceProtocolBuilder<'t, T> {
     pub fn def_contains<F, A, R, K>(self, handler: F) -> Self
     where
         F: Receiver<T, (A,), R, K>,
-        A: FromPy + 'static,
+        A: Arg + 'static,
         R: HandlerOutput<Value = bool> + 'static,
         K: 'static,
     {
@@ -124,7 +124,7 @@ impl<'t, T: PyClass> SequenceProtocolBuilder<'t, T> {
     pub fn def_concat<F, A, R, K>(self, handler: F) -> Self
     where
         F: Receiver<T, (A,), R, K>,
-        A: FromPy + 'static,
+        A: Arg + 'static,
         R: HandlerOutput + 'static,
         K: 'static,
     {
@@ -155,7 +155,7 @@ impl<'t, T: PyClass> SequenceProtocolBuilder<'t, T> {
     pub fn def_iconcat<F, A, R, K>(self, handler: F) -> Self
     where
         F: Receiver<T, (A,), R, K>,
-        A: FromPy + 'static,
+        A: Arg + 'static,
         R: HandlerOutput<Value = ()> + 'static,
         K: 'static,
     {

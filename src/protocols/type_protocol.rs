@@ -15,9 +15,8 @@ use core::ffi::c_void;
 use pyo3_ffi as ffi;
 
 use crate::cell::PyClass;
-use crate::convert::{HandlerOutput, IntoPy};
+use crate::convert::{Arg, HandlerOutput, IntoPy};
 use crate::method::{FromArgs, Receiver};
-use crate::object::Object;
 use crate::protocols::{CompareOp, IntoHash};
 use crate::trampoline::{self, assert_zst};
 use crate::type_builder::TypeBuilder;
@@ -56,21 +55,24 @@ impl<'t, T: PyClass> TypeProtocolBuilder<'t, T> {
 
     /// `tp_richcompare` — `a < b`, `a <= b`, `a == b`, `a != b`, `a > b`, `a >= b`.
     ///
-    /// The handler gets the other operand and a [`CompareOp`] and usually returns an
+    /// The handler gets the other operand as any [`Arg`](crate::Arg) type — `&Object` for
+    /// anything, or e.g. `PyRef<'_, T>` to compare with instances only: an operand that does
+    /// not convert is `NotImplemented` — and a [`CompareOp`]. It usually returns an
     /// [`Outcome<bool>`](crate::Outcome): `NotImplemented` lets Python try the reflected
     /// comparison and finally fall back to identity (`==`) or `TypeError` (orderings).
     ///
     /// As in Python, a type that defines comparisons but no [`def_hash`](Self::def_hash) is
     /// unhashable (`hash(obj)` raises `TypeError`).
     /// [CPython: `tp_richcompare`](https://docs.python.org/3/c-api/typeobj.html#c.PyTypeObject.tp_richcompare)
-    pub fn def_richcompare<F, R, K>(self, handler: F) -> Self
+    pub fn def_richcompare<F, A, R, K>(self, handler: F) -> Self
     where
-        F: Receiver<T, (Object, CompareOp), R, K>,
+        F: Receiver<T, (A, CompareOp), R, K>,
+        A: Arg + 'static,
         R: HandlerOutput + 'static,
         K: 'static,
     {
         assert_zst(&handler);
-        let f: ffi::richcmpfunc = trampoline::richcmpfunc::<T, F, R, K>;
+        let f: ffi::richcmpfunc = trampoline::richcmpfunc::<T, F, A, R, K>;
         // SAFETY: typeslots — tp_richcompare is a `richcmpfunc`.
         unsafe { self.ty.push_slot(ffi::Py_tp_richcompare, f as *mut c_void) };
         self

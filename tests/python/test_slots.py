@@ -1367,3 +1367,51 @@ def test_next_after_exhaustion_raises_stopiteration():
         with pytest.raises(StopIteration):
             next(c)
     assert next(c, "done") == "done"
+
+
+# -- borrowed arguments ---------------------------------------------------------------------
+
+
+def test_borrowed_object_argument_takes_no_reference():
+    o = object()
+    # An owned `Object` parameter takes exactly one reference for the call; `&Object` none.
+    assert tm.owned_refcount(o) == tm.borrowed_refcount(o) + 1
+    before = sys.getrefcount(o)
+    for _ in range(1000):
+        tm.borrowed_refcount(o)
+        tm.owned_refcount(o)
+    assert sys.getrefcount(o) == before
+
+
+def test_borrowed_object_arguments_are_the_callers_objects():
+    o = object()
+    assert tm.borrowed_same(o, o)
+    assert not tm.borrowed_same(o, object())
+
+
+@pytest.mark.parametrize(
+    "code, name", [(0, "Lt"), (1, "Le"), (2, "Eq"), (3, "Ne"), (4, "Gt"), (5, "Ge")]
+)
+def test_compare_op_argument_from_cpython_code(code, name):
+    assert tm.compare_op_name(code) == name
+
+
+@pytest.mark.parametrize("bad", [-1, 6, 2**70])
+def test_compare_op_argument_out_of_range(bad):
+    with pytest.raises((ValueError, OverflowError), match="compare_op_name"):
+        tm.compare_op_name(bad)
+
+
+def test_compare_op_argument_wrong_type():
+    with pytest.raises(TypeError, match="compare_op_name"):
+        tm.compare_op_name("==")
+
+
+def test_pyref_operand_of_another_type_is_not_implemented():
+    # Vec2's binary slots take `PyRef<'_, Vec2>` operands: any other type is NotImplemented
+    # (Python's own TypeError), never a crash or a conversion error from the layer.
+    v = Vec2(1.0, 2.0)
+    with pytest.raises(TypeError, match="unsupported operand"):
+        v @ 1.0
+    with pytest.raises(TypeError, match="unsupported operand"):
+        v @ "x"

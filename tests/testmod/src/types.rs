@@ -348,6 +348,29 @@ fn exports(obj: Object) -> PyResult<isize> {
     )))
 }
 
+/// The reference count of `obj` as the handler sees it (a borrowed `&Object` argument must
+/// take no reference; an owned `Object` takes exactly one).
+fn refcount(obj: &Object) -> isize {
+    // SAFETY: `obj` is alive for the call; reading the count of a live object.
+    unsafe { pontoneer::ffi::Py_REFCNT(obj.as_ptr()) }
+}
+
+fn borrowed_same(a: &Object, b: &Object) -> bool {
+    a.is(b)
+}
+
+fn borrowed_refcount(a: &Object) -> isize {
+    refcount(a)
+}
+
+fn owned_refcount(a: Object) -> isize {
+    refcount(&a)
+}
+
+fn compare_op_name(op: pontoneer::protocols::CompareOp) -> String {
+    format!("{op:?}")
+}
+
 /// The module body of `pontoneer_testmod`.
 pub fn init(m: &mut ModuleBuilder) -> PyResult<()> {
     m.doc(c"Test-only exporters and fault injection for pontoneer's test suite.")?;
@@ -356,6 +379,10 @@ pub fn init(m: &mut ModuleBuilder) -> PyResult<()> {
     m.def_function(c"module_panic", || -> i64 {
         panic!("deliberate panic in a module function")
     });
+    m.def_function(c"borrowed_same", borrowed_same);
+    m.def_function(c"borrowed_refcount", borrowed_refcount);
+    m.def_function(c"owned_refcount", owned_refcount);
+    m.def_function(c"compare_op_name", compare_op_name);
 
     add_format_exporters(m)?;
 
