@@ -205,12 +205,20 @@ pub(crate) fn with_detached_context<R>(body: impl FnOnce(&Cx) -> PyResult<R>) ->
 ///
 /// # Safety
 /// The thread must be attached.
+///
+/// The context is passed as a constructor (`cx`, a copyable closure over the slot's
+/// arguments), not a value: `catch_unwind` keeps everything its closure captures in memory,
+/// and a `Cx` is five words, so each path builds its own from one captured pointer, and the
+/// hot path of a slot that never needs it (`len`, `b[i]`) builds none.
 #[inline(always)]
-pub(crate) unsafe fn guard<R: CReturn>(cx: &Cx, body: impl FnOnce(&Cx) -> PyResult<R>) -> R {
-    match std::panic::catch_unwind(AssertUnwindSafe(|| body(cx))) {
+pub(crate) unsafe fn guard<R: CReturn>(
+    cx: impl Fn() -> Cx + Copy,
+    body: impl FnOnce(&Cx) -> PyResult<R>,
+) -> R {
+    match std::panic::catch_unwind(AssertUnwindSafe(move || body(&cx()))) {
         Ok(Ok(value)) => value,
-        Ok(Err(err)) => raise(cx, err),
-        Err(payload) => raise_panic(cx, payload),
+        Ok(Err(err)) => raise(&cx(), err),
+        Err(payload) => raise_panic(&cx(), payload),
     }
 }
 
@@ -221,16 +229,16 @@ pub(crate) unsafe fn guard<R: CReturn>(cx: &Cx, body: impl FnOnce(&Cx) -> PyResu
 /// The thread must be attached; `context` is NULL or a valid object.
 #[inline(always)]
 pub(crate) unsafe fn guard_unraisable(
-    cx: &Cx,
+    cx: impl Fn() -> Cx + Copy,
     context: *mut ffi::PyObject,
     body: impl FnOnce(&Cx) -> PyResult<()>,
 ) {
-    let err = match std::panic::catch_unwind(AssertUnwindSafe(|| body(cx))) {
+    let err = match std::panic::catch_unwind(AssertUnwindSafe(move || body(&cx()))) {
         Ok(Ok(())) => return,
         Ok(Err(err)) => err,
         Err(payload) => PyErr::from_panic(payload),
     };
-    unraisable(cx, err, context);
+    unraisable(&cx(), err, context);
 }
 
 #[cold]
@@ -283,7 +291,7 @@ where
     A: FromArgs,
     R: HandlerOutput<Value = T>,
 {
-    let cx = Cx::of_class::<T>(subtype);
+    let cx = move || Cx::of_class::<T>(subtype);
     let body = |_: &Cx| {
         // SAFETY: CPython passes a tuple and a dict or NULL.
         let args = unsafe { method::TupleArgs::new(args, kwargs, T::NAME, A::N) }?;
@@ -295,7 +303,7 @@ where
         unsafe { crate::cell::alloc_instance(subtype, value) }
     };
     // SAFETY: called by CPython with the thread attached.
-    unsafe { guard(&cx, body) }
+    unsafe { guard(cx, body) }
 }
 
 /// `vectorcallfunc` — the fast path of `T(...)`: arguments arrive as a C array, no tuple.
@@ -312,7 +320,7 @@ where
     R: HandlerOutput<Value = T>,
 {
     let tp = callable.cast::<ffi::PyTypeObject>();
-    let cx = Cx::of_class::<T>(tp);
+    let cx = move || Cx::of_class::<T>(tp);
     let body = |_: &Cx| {
         // SAFETY: CPython's vectorcall contract: `args` holds nargs borrowed objects,
         // `kwnames` is NULL or a tuple.
@@ -324,7 +332,7 @@ where
         unsafe { crate::cell::alloc_instance(tp, value) }
     };
     // SAFETY: called by CPython with the thread attached.
-    unsafe { guard(&cx, body) }
+    unsafe { guard(cx, body) }
 }
 
 /// `newfunc` for a type without an initializer: `T()` raises `TypeError`.
@@ -333,7 +341,7 @@ pub(crate) unsafe extern "C" fn newfunc_disallowed<T: PyClass>(
     _args: *mut ffi::PyObject,
     _kwargs: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    let cx = Cx::of_class::<T>(subtype);
+    let cx = move || Cx::of_class::<T>(subtype);
     let body = |_: &Cx| -> PyResult<*mut ffi::PyObject> {
         Err(PyErr::type_error(format!(
             "cannot create '{}' instances",
@@ -341,7 +349,7 @@ pub(crate) unsafe extern "C" fn newfunc_disallowed<T: PyClass>(
         )))
     };
     // SAFETY: called by CPython with the thread attached.
-    unsafe { guard(&cx, body) }
+    unsafe { guard(cx, body) }
 }
 
 /// `destructor` — `tp_dealloc`: drop `T`, free the memory, release the heap type.
@@ -353,10 +361,10 @@ pub(crate) unsafe extern "C" fn destructor<T: PyClass>(slf: *mut ffi::PyObject) 
     core::hint::black_box(TypeId::of::<T>());
     // SAFETY: tp_dealloc receives an instance of the type it was installed on, refcount 0.
     let tp = unsafe { ffi::Py_TYPE(slf) };
-    let cx = Cx::of_type(tp);
+    let cx = move || Cx::of_type(tp);
     // SAFETY: attached thread; the type object is a valid context for the unraisable hook.
     unsafe {
-        guard_unraisable(&cx, tp.cast(), |_| {
+        guard_unraisable(cx, tp.cast(), |_| {
             // SAFETY: the instance is being destroyed: nothing else can reach it any more.
             crate::cell::drop_value::<T>(slf);
             Ok(())
@@ -389,7 +397,7 @@ where
 {
     // SAFETY: a method descriptor only calls its function after checking that `slf` is an
     // instance of the type that defines it (descr_check), and our types are final.
-    let cx = unsafe { Cx::of_instance::<T>(slf) };
+    let cx = move || unsafe { Cx::of_instance::<T>(slf) };
     let body = |cx: &Cx| {
         // Arguments first: converting them may run Python code that touches `slf`.
         // SAFETY: METH_FASTCALL passes `nargs` borrowed objects in `args`, alive for the
@@ -400,7 +408,7 @@ where
         output(cx, zst::<F>().invoke(cell, a)?)
     };
     // SAFETY: called by CPython with the thread attached.
-    unsafe { guard(&cx, body) }
+    unsafe { guard(cx, body) }
 }
 
 /// `PyCFunctionFast` — a static method, installed as `METH_CLASS`: CPython's class-method
@@ -418,7 +426,7 @@ where
     A: FromArgs,
     R: HandlerOutput,
 {
-    let cx = Cx::of_class::<T>(slf.cast());
+    let cx = move || Cx::of_class::<T>(slf.cast());
     let body = |cx: &Cx| {
         // SAFETY: METH_FASTCALL passes `nargs` borrowed objects in `args`, alive for the
         // call; attached thread.
@@ -426,7 +434,7 @@ where
         output(cx, zst::<F>().call(a))
     };
     // SAFETY: called by CPython with the thread attached.
-    unsafe { guard(&cx, body) }
+    unsafe { guard(cx, body) }
 }
 
 /// `PyCFunctionFast` — a module-level function; `slf` is the module.
@@ -440,7 +448,7 @@ where
     A: FromArgs,
     R: HandlerOutput,
 {
-    let cx = Cx::of_module(slf);
+    let cx = move || Cx::of_module(slf);
     let body = |cx: &Cx| {
         // SAFETY: METH_FASTCALL passes `nargs` borrowed objects in `args`, alive for the
         // call; attached thread.
@@ -448,7 +456,7 @@ where
         output(cx, zst::<F>().call(a))
     };
     // SAFETY: called by CPython with the thread attached.
-    unsafe { guard(&cx, body) }
+    unsafe { guard(cx, body) }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -466,14 +474,14 @@ where
     R: HandlerOutput,
 {
     // SAFETY: a getset descriptor checks the instance's type before calling (descr_check).
-    let cx = unsafe { Cx::of_instance::<T>(slf) };
+    let cx = move || unsafe { Cx::of_instance::<T>(slf) };
     let body = |cx: &Cx| {
         // SAFETY: `slf` is a T instance.
         let this = unsafe { PyCell::<T>::from_ptr(slf) }.try_borrow()?;
         output(cx, zst::<F>().call(&this, ()))
     };
     // SAFETY: called by CPython with the thread attached.
-    unsafe { guard(&cx, body) }
+    unsafe { guard(cx, body) }
 }
 
 /// `setter` — a property write (`obj.name = v`); `del obj.name` raises `TypeError`.
@@ -489,7 +497,7 @@ where
     R: HandlerOutput<Value = ()>,
 {
     // SAFETY: a getset descriptor checks the instance's type before calling (descr_check).
-    let cx = unsafe { Cx::of_instance::<T>(slf) };
+    let cx = move || unsafe { Cx::of_instance::<T>(slf) };
     let body = |_: &Cx| {
         if value.is_null() {
             return Err(PyErr::type_error(format!(
@@ -506,7 +514,7 @@ where
         Ok(0)
     };
     // SAFETY: called by CPython with the thread attached.
-    unsafe { guard(&cx, body) }
+    unsafe { guard(cx, body) }
 }
 
 /// `reprfunc` — `tp_repr` / `tp_str`: `repr(obj)`, `str(obj)`.
@@ -517,14 +525,14 @@ where
     R: HandlerOutput,
 {
     // SAFETY: tp_repr/tp_str receive an instance of the type they were installed on.
-    let cx = unsafe { Cx::of_instance::<T>(slf) };
+    let cx = move || unsafe { Cx::of_instance::<T>(slf) };
     let body = |cx: &Cx| {
         // SAFETY: `slf` is a T instance.
         let this = unsafe { PyCell::<T>::from_ptr(slf) }.try_borrow()?;
         output(cx, zst::<F>().call(&this, ()))
     };
     // SAFETY: called by CPython with the thread attached.
-    unsafe { guard(&cx, body) }
+    unsafe { guard(cx, body) }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -536,7 +544,7 @@ pub(crate) unsafe extern "C" fn module_exec<F>(module: *mut ffi::PyObject) -> c_
 where
     F: Fn(&mut crate::ModuleBuilder) -> PyResult<()> + Copy + 'static,
 {
-    let cx = Cx::of_module(module);
+    let cx = move || Cx::of_module(module);
     let body = |_: &Cx| {
         // SAFETY: CPython calls Py_mod_exec with a fresh module created from our def.
         let mut builder = unsafe { crate::ModuleBuilder::begin(module) }?;
@@ -545,7 +553,7 @@ where
         Ok(0)
     };
     // SAFETY: called by CPython with the thread attached.
-    unsafe { guard(&cx, body) }
+    unsafe { guard(cx, body) }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -567,7 +575,7 @@ where
     F: for<'a> Fn(&'a T, crate::BufferFlags) -> PyResult<crate::BufferInfo<'a>> + Copy + 'static,
 {
     // SAFETY: bf_getbuffer receives an instance of the type it was installed on.
-    let cx = unsafe { Cx::of_instance::<T>(slf) };
+    let cx = move || unsafe { Cx::of_instance::<T>(slf) };
     let body = |_: &Cx| {
         if view.is_null() {
             return Err(PyErr::buffer_error(format!(
@@ -591,7 +599,7 @@ where
         Ok(0)
     };
     // SAFETY: called by CPython with the thread attached.
-    unsafe { guard(&cx, body) }
+    unsafe { guard(cx, body) }
 }
 
 /// `releasebufferproc` — `bf_releasebuffer`: `PyBuffer_Release(view)`. Decrements the
@@ -605,7 +613,7 @@ pub(crate) unsafe extern "C" fn releasebufferproc<T, H>(
     H: crate::protocols::buffer::ReleaseHook<T>,
 {
     // SAFETY: bf_releasebuffer receives the exporter the view was obtained from.
-    let cx = unsafe { Cx::of_instance::<T>(slf) };
+    let cx = move || unsafe { Cx::of_instance::<T>(slf) };
     // SAFETY: `slf` is a T instance.
     let cell = unsafe { PyCell::<T>::from_ptr(slf) };
     let released = cell.remove_export();
@@ -616,7 +624,7 @@ pub(crate) unsafe extern "C" fn releasebufferproc<T, H>(
     if !released || H::ACTIVE {
         // SAFETY: attached thread; `slf` is alive (the view still owns its reference).
         unsafe {
-            guard_unraisable(&cx, slf, |_| {
+            guard_unraisable(cx, slf, |_| {
                 if !released {
                     return Err(PyErr::system_error(format!(
                         "{}: buffer released more times than it was exported",
@@ -657,7 +665,7 @@ where
     R: HandlerOutput,
 {
     // SAFETY: unary slots receive an instance of the type they were installed on.
-    let cx = unsafe { Cx::of_instance::<T>(slf) };
+    let cx = move || unsafe { Cx::of_instance::<T>(slf) };
     let body = |cx: &Cx| {
         // SAFETY: as above.
         let cell = unsafe { cell::<T>(slf) };
@@ -665,7 +673,7 @@ where
         output(cx, out)
     };
     // SAFETY: called by CPython with the thread attached.
-    unsafe { guard(&cx, body) }
+    unsafe { guard(cx, body) }
 }
 
 /// `getiterfunc` — `tp_iter` of an iterator: `iter(it) is it`. Runs no Rust code that could
@@ -687,7 +695,7 @@ where
     V: IntoPy,
 {
     // SAFETY: tp_iternext receives an instance of the type it was installed on.
-    let cx = unsafe { Cx::of_instance::<T>(slf) };
+    let cx = move || unsafe { Cx::of_instance::<T>(slf) };
     let body = |cx: &Cx| {
         // SAFETY: as above.
         let cell = unsafe { cell::<T>(slf) };
@@ -697,7 +705,7 @@ where
         }
     };
     // SAFETY: called by CPython with the thread attached.
-    unsafe { guard(&cx, body) }
+    unsafe { guard(cx, body) }
 }
 
 /// `inquiry` — `nb_bool`: `bool(obj)`.
@@ -708,7 +716,7 @@ where
     R: HandlerOutput<Value = bool>,
 {
     // SAFETY: nb_bool receives an instance of the type it was installed on.
-    let cx = unsafe { Cx::of_instance::<T>(slf) };
+    let cx = move || unsafe { Cx::of_instance::<T>(slf) };
     let body = |_: &Cx| {
         // SAFETY: as above.
         let cell = unsafe { cell::<T>(slf) };
@@ -716,7 +724,7 @@ where
         Ok(c_int::from(v))
     };
     // SAFETY: called by CPython with the thread attached.
-    unsafe { guard(&cx, body) }
+    unsafe { guard(cx, body) }
 }
 
 /// `lenfunc` — `mp_length`, `sq_length`: `len(obj)`.
@@ -727,7 +735,7 @@ where
     R: HandlerOutput<Value = usize>,
 {
     // SAFETY: length slots receive an instance of the type they were installed on.
-    let cx = unsafe { Cx::of_instance::<T>(slf) };
+    let cx = move || unsafe { Cx::of_instance::<T>(slf) };
     let body = |_: &Cx| {
         // SAFETY: as above.
         let cell = unsafe { cell::<T>(slf) };
@@ -736,7 +744,7 @@ where
             .map_err(|_| PyErr::overflow_error("length does not fit in Py_ssize_t"))
     };
     // SAFETY: called by CPython with the thread attached.
-    unsafe { guard(&cx, body) }
+    unsafe { guard(cx, body) }
 }
 
 /// `hashfunc` — `tp_hash`: `hash(obj)`; -1 is reported as -2.
@@ -748,7 +756,7 @@ where
     R::Value: IntoHash,
 {
     // SAFETY: tp_hash receives an instance of the type it was installed on.
-    let cx = unsafe { Cx::of_instance::<T>(slf) };
+    let cx = move || unsafe { Cx::of_instance::<T>(slf) };
     let body = |_: &Cx| {
         // SAFETY: as above.
         let cell = unsafe { cell::<T>(slf) };
@@ -756,7 +764,7 @@ where
         Ok(h.into_hash())
     };
     // SAFETY: called by CPython with the thread attached.
-    unsafe { guard(&cx, body) }
+    unsafe { guard(cx, body) }
 }
 
 /// `binaryfunc` with a guaranteed receiver — `mp_subscript` (`obj[key]`) and `sq_concat`:
@@ -772,7 +780,7 @@ where
     R: HandlerOutput,
 {
     // SAFETY: mp_subscript/sq_concat receive an instance of their type as first operand.
-    let cx = unsafe { Cx::of_instance::<T>(slf) };
+    let cx = move || unsafe { Cx::of_instance::<T>(slf) };
     let body = |cx: &Cx| {
         // SAFETY: an argument CPython passed, alive for the call; attached thread.
         let a = unsafe { method::slot_arg::<A>(&arg, 0, method::name_of::<F>) }?;
@@ -782,7 +790,7 @@ where
         output(cx, out)
     };
     // SAFETY: called by CPython with the thread attached.
-    unsafe { guard(&cx, body) }
+    unsafe { guard(cx, body) }
 }
 
 /// The result of an in-place handler: the instance itself, or `NotImplemented`.
@@ -813,7 +821,7 @@ where
     R::Value: InPlaceOutput,
 {
     // SAFETY: CPython calls an in-place slot of the left operand's type with that operand.
-    let cx = unsafe { Cx::of_instance::<T>(slf) };
+    let cx = move || unsafe { Cx::of_instance::<T>(slf) };
     let body = |_: &Cx| {
         // SAFETY: an argument CPython passed, alive for the call; attached thread.
         let a = match unsafe { method::slot_arg::<A>(&arg, 0, method::name_of::<F>) } {
@@ -828,7 +836,7 @@ where
         Ok(in_place(slf, v))
     };
     // SAFETY: called by CPython with the thread attached.
-    unsafe { guard(&cx, body) }
+    unsafe { guard(cx, body) }
 }
 
 /// `ternaryfunc` for `nb_inplace_power` (`x **= y`): the left operand is the instance.
@@ -845,7 +853,7 @@ where
     R::Value: InPlaceOutput,
 {
     // SAFETY: CPython calls an in-place slot of the left operand's type with that operand.
-    let cx = unsafe { Cx::of_instance::<T>(slf) };
+    let cx = move || unsafe { Cx::of_instance::<T>(slf) };
     let body = |_: &Cx| {
         // SAFETY: an argument CPython passed, alive for the call; attached thread.
         let a = match unsafe { method::slot_arg::<A>(&arg, 0, method::name_of::<F>) } {
@@ -861,7 +869,7 @@ where
         Ok(in_place(slf, v))
     };
     // SAFETY: called by CPython with the thread attached.
-    unsafe { guard(&cx, body) }
+    unsafe { guard(cx, body) }
 }
 
 /// `ssizeargfunc` — `sq_item` (`obj[i]`, `i` already made non-negative by CPython when
@@ -876,7 +884,7 @@ where
     R: HandlerOutput,
 {
     // SAFETY: sequence slots receive an instance of the type they were installed on.
-    let cx = unsafe { Cx::of_instance::<T>(slf) };
+    let cx = move || unsafe { Cx::of_instance::<T>(slf) };
     let body = |cx: &Cx| {
         // SAFETY: as above.
         let cell = unsafe { cell::<T>(slf) };
@@ -884,7 +892,7 @@ where
         output(cx, out)
     };
     // SAFETY: called by CPython with the thread attached.
-    unsafe { guard(&cx, body) }
+    unsafe { guard(cx, body) }
 }
 
 /// `ssizeargfunc` for `sq_inplace_repeat` (`obj *= n`): the slot returns the instance.
@@ -899,7 +907,7 @@ where
     R::Value: InPlaceOutput,
 {
     // SAFETY: sequence slots receive an instance of the type they were installed on.
-    let cx = unsafe { Cx::of_instance::<T>(slf) };
+    let cx = move || unsafe { Cx::of_instance::<T>(slf) };
     let body = |_: &Cx| {
         // SAFETY: as above.
         let cell = unsafe { cell::<T>(slf) };
@@ -907,7 +915,7 @@ where
         Ok(in_place(slf, v))
     };
     // SAFETY: called by CPython with the thread attached.
-    unsafe { guard(&cx, body) }
+    unsafe { guard(cx, body) }
 }
 
 /// `ssizeobjargproc` — `sq_ass_item`: `obj[i] = v` (`Some(v)`) and `del obj[i]` (`None`).
@@ -923,7 +931,7 @@ where
     R: HandlerOutput<Value = ()>,
 {
     // SAFETY: sequence slots receive an instance of the type they were installed on.
-    let cx = unsafe { Cx::of_instance::<T>(slf) };
+    let cx = move || unsafe { Cx::of_instance::<T>(slf) };
     let body = |_: &Cx| {
         // SAFETY: NULL (delete) or CPython's argument, alive for the call; attached thread.
         let v = unsafe { optional_arg::<V>(&value, 1, method::name_of::<F>) }?;
@@ -933,7 +941,7 @@ where
         Ok(0)
     };
     // SAFETY: called by CPython with the thread attached.
-    unsafe { guard(&cx, body) }
+    unsafe { guard(cx, body) }
 }
 
 /// NULL → `None` (delete), otherwise the converted value.
@@ -966,7 +974,7 @@ where
     R: HandlerOutput<Value = bool>,
 {
     // SAFETY: sq_contains receives an instance of the type it was installed on.
-    let cx = unsafe { Cx::of_instance::<T>(slf) };
+    let cx = move || unsafe { Cx::of_instance::<T>(slf) };
     let body = |_: &Cx| {
         // SAFETY: an argument CPython passed, alive for the call; attached thread.
         let a = unsafe { method::slot_arg::<A>(&arg, 0, method::name_of::<F>) }?;
@@ -976,7 +984,7 @@ where
         Ok(c_int::from(v))
     };
     // SAFETY: called by CPython with the thread attached.
-    unsafe { guard(&cx, body) }
+    unsafe { guard(cx, body) }
 }
 
 /// `objobjargproc` — `mp_ass_subscript`: `obj[k] = v` (`Some(v)`) and `del obj[k]` (`None`),
@@ -994,7 +1002,7 @@ where
     R: HandlerOutput<Value = ()>,
 {
     // SAFETY: mp_ass_subscript receives an instance of the type it was installed on.
-    let cx = unsafe { Cx::of_instance::<T>(slf) };
+    let cx = move || unsafe { Cx::of_instance::<T>(slf) };
     let body = |_: &Cx| {
         // SAFETY: an argument CPython passed, alive for the call; attached thread.
         let k = unsafe { method::slot_arg::<Key>(&key, 0, method::name_of::<F>) }?;
@@ -1006,7 +1014,7 @@ where
         Ok(0)
     };
     // SAFETY: called by CPython with the thread attached.
-    unsafe { guard(&cx, body) }
+    unsafe { guard(cx, body) }
 }
 
 /// `objobjargproc` — `mp_ass_subscript` with separate handlers for `obj[k] = v` (`S`) and
@@ -1027,7 +1035,7 @@ where
     RD: HandlerOutput<Value = ()>,
 {
     // SAFETY: mp_ass_subscript receives an instance of the type it was installed on.
-    let cx = unsafe { Cx::of_instance::<T>(slf) };
+    let cx = move || unsafe { Cx::of_instance::<T>(slf) };
     let body = |_: &Cx| {
         // SAFETY: as above.
         let cell = unsafe { cell::<T>(slf) };
@@ -1045,7 +1053,7 @@ where
         Ok(0)
     };
     // SAFETY: called by CPython with the thread attached.
-    unsafe { guard(&cx, body) }
+    unsafe { guard(cx, body) }
 }
 
 /// `richcmpfunc` — `tp_richcompare`: `a < b`, `a == b`, ... CPython calls it with the
@@ -1062,7 +1070,7 @@ where
     R: HandlerOutput,
 {
     // SAFETY: do_richcompare calls the slot of the first argument's type with it first.
-    let cx = unsafe { Cx::of_instance::<T>(slf) };
+    let cx = move || unsafe { Cx::of_instance::<T>(slf) };
     let body = |cx: &Cx| {
         let op = crate::protocols::CompareOp::from_raw(op)
             .ok_or_else(|| PyErr::system_error(format!("invalid comparison operator {op}")))?;
@@ -1079,7 +1087,7 @@ where
         output(cx, out)
     };
     // SAFETY: called by CPython with the thread attached.
-    unsafe { guard(&cx, body) }
+    unsafe { guard(cx, body) }
 }
 
 /// `ternaryfunc` — `tp_call`: `obj(*args)` (positional arguments only).
@@ -1095,7 +1103,7 @@ where
     R: HandlerOutput,
 {
     // SAFETY: tp_call receives an instance of the type it was installed on.
-    let cx = unsafe { Cx::of_instance::<T>(slf) };
+    let cx = move || unsafe { Cx::of_instance::<T>(slf) };
     let body = |cx: &Cx| {
         // SAFETY: CPython passes a tuple and a dict or NULL.
         let args = unsafe { method::TupleArgs::new(args, kwargs, T::NAME, A::N) }?;
@@ -1107,7 +1115,7 @@ where
         output(cx, out)
     };
     // SAFETY: called by CPython with the thread attached.
-    unsafe { guard(&cx, body) }
+    unsafe { guard(cx, body) }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1215,7 +1223,7 @@ where
         return unsafe { object::not_implemented() };
     };
     // SAFETY: `slf` was checked to be a T instance just above.
-    let cx = unsafe { Cx::of_instance::<T>(slf) };
+    let cx = move || unsafe { Cx::of_instance::<T>(slf) };
     let body = |cx: &Cx| {
         // SAFETY: checked above.
         let cell = unsafe { cell::<T>(slf) };
@@ -1226,7 +1234,7 @@ where
         }
     };
     // SAFETY: called by CPython with the thread attached.
-    unsafe { guard(&cx, body) }
+    unsafe { guard(cx, body) }
 }
 
 /// One direction of `pow(a, b[, m])`.
@@ -1310,7 +1318,7 @@ where
         return unsafe { object::not_implemented() };
     };
     // SAFETY: `slf` was checked to be a T instance just above.
-    let cx = unsafe { Cx::of_instance::<T>(slf) };
+    let cx = move || unsafe { Cx::of_instance::<T>(slf) };
     let body = |cx: &Cx| {
         // SAFETY: checked above.
         let cell = unsafe { cell::<T>(slf) };
@@ -1321,5 +1329,5 @@ where
         }
     };
     // SAFETY: called by CPython with the thread attached.
-    unsafe { guard(&cx, body) }
+    unsafe { guard(cx, body) }
 }

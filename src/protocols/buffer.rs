@@ -515,12 +515,44 @@ pub(crate) fn handler_error(err: PyErr) -> PyErr {
 }
 
 /// Validates `info`, plans the answer to `flags`, and writes every field of `view` except
-/// `obj`. Non-generic: the generic trampoline only borrows and calls the handler.
+/// `obj`.
+///
+/// The common case — a 1-D contiguous buffer from a safe constructor — is answered inline
+/// (a few flag tests and a dozen stores, nothing to validate); everything else goes to the
+/// non-generic [`fill_view_general`], so the generic trampoline stays thin.
 ///
 /// # Safety
 /// `view` is a valid, writable `Py_buffer`; the memory `info` describes outlives the view
 /// (guaranteed by the export count, see [`BufferInfo`]).
+#[inline(always)]
 pub(crate) unsafe fn fill_view(
+    view: *mut ffi::Py_buffer,
+    info: BufferInfo<'_>,
+    flags: c_int,
+    type_name: &CStr,
+) -> PyResult<()> {
+    if matches!(info.layout, Layout::Contiguous1D) && !info.unchecked_format {
+        return match request::plan_contiguous_1d(BufferFlags::from_raw(flags), info.readonly) {
+            // SAFETY: caller's contract: `view` is valid and writable. A safe constructor
+            // guarantees itemsize > 0 and nitems * itemsize <= isize::MAX (a Rust slice).
+            Ok(plan) => unsafe {
+                let len = (info.nitems * info.itemsize) as isize;
+                write_view(view, info, &plan, len);
+                Ok(())
+            },
+            Err(refusal) => Err(refused(refusal, type_name)),
+        };
+    }
+    // SAFETY: caller's contract.
+    unsafe { fill_view_general(view, info, flags, type_name) }
+}
+
+/// [`fill_view`] for raw descriptions and N-D or strided layouts.
+///
+/// # Safety
+/// As for [`fill_view`].
+#[inline(never)]
+unsafe fn fill_view_general(
     view: *mut ffi::Py_buffer,
     info: BufferInfo<'_>,
     flags: c_int,
@@ -548,7 +580,7 @@ pub(crate) unsafe fn fill_view(
     };
     match plan {
         // SAFETY: caller's contract: `view` is valid and writable.
-        Ok(plan) => unsafe { write_view(view, info, &plan, itemsize, len) },
+        Ok(plan) => unsafe { write_view(view, info, &plan, len) },
         Err(refusal) => return Err(refused(refusal, type_name)),
     }
     Ok(())
@@ -585,13 +617,8 @@ fn validate_raw(info: &BufferInfo<'_>, type_name: &CStr) -> PyResult<()> {
 ///
 /// # Safety
 /// As for [`fill_view`].
-unsafe fn write_view(
-    view: *mut ffi::Py_buffer,
-    info: BufferInfo<'_>,
-    plan: &Plan,
-    itemsize: isize,
-    len: isize,
-) {
+#[inline(always)]
+unsafe fn write_view(view: *mut ffi::Py_buffer, info: BufferInfo<'_>, plan: &Plan, len: isize) {
     // SAFETY: `view` is valid and writable (caller). Field by field:
     // - 1-D contiguous exports allocate nothing: `internal` holds the item count and
     //   `shape` points at it, `strides` at `itemsize` (array.array's idiom): these pointers
@@ -604,7 +631,7 @@ unsafe fn write_view(
         let v = &mut *view;
         v.buf = info.buf;
         v.len = len;
-        v.itemsize = itemsize;
+        v.itemsize = info.itemsize as isize;
         v.readonly = c_int::from(info.readonly);
         v.ndim = plan.ndim;
         v.format = if plan.format {
@@ -621,7 +648,7 @@ unsafe fn write_view(
         }
         match info.layout {
             Layout::Contiguous1D => {
-                v.internal = (len / itemsize) as *mut c_void;
+                v.internal = info.nitems as *mut c_void;
                 v.shape = (&raw mut v.internal).cast();
                 if plan.strides {
                     v.strides = &raw mut v.itemsize;
