@@ -168,7 +168,8 @@ def load_pontoneer(demo_path):
     return mod
 
 
-def load_reference():
+def load_reference(data_alloc="pymem"):
+    out_dir = BUILD_DIR if data_alloc == "pymem" else os.path.join(BUILD_DIR, data_alloc)
     new = not os.path.isdir(BUILD_DIR)
     os.makedirs(BUILD_DIR, exist_ok=True)
     ignore = os.path.join(BUILD_DIR, ".gitignore")
@@ -181,10 +182,10 @@ def load_reference():
     finally:
         sys.path.remove(HERE)
     try:
-        build_ref.build(BUILD_DIR, REF_NAME)
+        build_ref.build(out_dir, REF_NAME, data_alloc=data_alloc)
     except Exception as exc:
         sys.exit(f"cannot build the C reference: {exc}")
-    return import_from(BUILD_DIR, REF_NAME)
+    return import_from(out_dir, REF_NAME)
 
 
 def smoke_test(stmt, ref, pon, np):
@@ -235,6 +236,10 @@ def main(argv=None):
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
                         help="wall: time.perf_counter_ns (default); cpu: time.thread_time_ns, "
                              "which excludes time spent preempted on a busy machine")
+    parser.add_argument("--ref-data-alloc", choices=("pymem", "malloc"), default="pymem",
+                        help="the C reference's allocator for items: PyMem_* (default, as "
+                             "CPython's containers) or malloc (as a Rust Vec: separates the "
+                             "layer's cost from the allocator's)")
     parser.add_argument("--list", action="store_true", help="list the operations and exit")
     args = parser.parse_args(argv)
     global clock
@@ -251,7 +256,7 @@ def main(argv=None):
         sys.exit(f"no operation matches --filter {args.filter!r}; see --list")
 
     pon = load_pontoneer(os.path.abspath(args.demo_path))
-    ref = load_reference()
+    ref = load_reference(args.ref_data_alloc)
     try:
         import numpy as np
     except ImportError:
@@ -262,7 +267,8 @@ def main(argv=None):
     print(f"python:    {sys.version.split()[0]} ({platform.python_implementation()}), "
           f"numpy {np.__version__ if np else 'not installed'}")
     print(f"pontoneer: {pon.__file__}")
-    print(f"C:         {ref.__file__}")
+    print(f"C:         {ref.__file__}  (items allocated with "
+          f"{'PyMem_*' if args.ref_data_alloc == 'pymem' else 'malloc, allocator-matched'})")
     print(f"method:    {rounds} rounds x ~{target_ms:g} ms per module and operation, "
           f"alternating order; empty-loop cost subtracted; ns/op = median over rounds; "
           f"clock: {clock.__name__}")

@@ -11,6 +11,10 @@ release CPython include -O3 -DNDEBUG -fwrapv) plus -Wall -Wextra -Werror, with
 directory atomically. It is rebuilt only when it is missing or older than ref_demo.c or this
 file (or with --force). Nothing here is ever installed or shipped.
 
+`--data-alloc malloc` (-DREF_DATA_SYSTEM_MALLOC) takes the items' blocks from the C library's
+malloc instead of PyMem_*, the allocator a Rust Vec uses: the "allocator-matched" reference
+(bench.py and callgrind.py `--ref-data-alloc malloc` build it into benches/.build/malloc/).
+
 bench.py imports `build` from this file and builds into benches/.build/, which it keeps out of
 git with a `.gitignore` of its own.
 """
@@ -44,8 +48,14 @@ def is_stale(target):
     return any(os.path.getmtime(dep) > built for dep in (SOURCE, os.path.abspath(__file__)))
 
 
-def build(out_dir=DEFAULT_OUT, name=DEFAULT_NAME, force=False, verbose=False):
-    """Build the reference as module `name` into `out_dir` (if stale); return the .so path."""
+DATA_ALLOCATORS = ("pymem", "malloc")
+
+
+def build(out_dir=DEFAULT_OUT, name=DEFAULT_NAME, force=False, verbose=False, data_alloc="pymem"):
+    """Build the reference as module `name` into `out_dir` (if stale); return the .so path.
+    `data_alloc`: "pymem" (PyMem_*, the default) or "malloc" (the C library's, as Rust's)."""
+    if data_alloc not in DATA_ALLOCATORS:
+        raise ValueError(f"data_alloc must be one of {DATA_ALLOCATORS}, not {data_alloc!r}")
     if not name.isidentifier():
         raise ValueError(f"not a module name: {name!r}")
     out_dir = os.path.abspath(out_dir)
@@ -60,7 +70,8 @@ def build(out_dir=DEFAULT_OUT, name=DEFAULT_NAME, force=False, verbose=False):
     ext = Extension(
         name,
         sources=[SOURCE],
-        define_macros=[("REF_MODULE_NAME", name)],
+        define_macros=[("REF_MODULE_NAME", name)]
+        + ([("REF_DATA_SYSTEM_MALLOC", "1")] if data_alloc == "malloc" else []),
         extra_compile_args=[] if os.name == "nt" else WARNING_FLAGS,
     )
     with tempfile.TemporaryDirectory(prefix="pontoneer-ref-") as tmp:
@@ -102,10 +113,14 @@ def main(argv=None):
     parser.add_argument("--name", default=DEFAULT_NAME,
                         help="module name (default: pontoneer_ref; pontoneer_demo to run the "
                              "contract tests against the C reference)")
+    parser.add_argument("--data-alloc", choices=DATA_ALLOCATORS, default="pymem",
+                        help="allocator of the items: PyMem_* (default) or the C library's "
+                             "malloc (what a Rust Vec uses)")
     parser.add_argument("--force", action="store_true", help="rebuild even if up to date")
     parser.add_argument("-v", "--verbose", action="store_true", help="show the compiler commands")
     args = parser.parse_args(argv)
-    print(build(args.out_dir, args.name, force=args.force, verbose=args.verbose))
+    print(build(args.out_dir, args.name, force=args.force, verbose=args.verbose,
+                data_alloc=args.data_alloc))
 
 
 if __name__ == "__main__":

@@ -86,6 +86,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n1", type=int, default=20000)
     parser.add_argument("--n2", type=int, default=60000)
+    parser.add_argument("--ref-data-alloc", choices=("pymem", "malloc"), default="pymem",
+                        help="the C reference's allocator for items: PyMem_* (default) or "
+                             "malloc (allocator-matched with pontoneer_demo's Rust Vec)")
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (apt-get install valgrind)")
@@ -93,7 +96,9 @@ def main():
     import build_ref  # noqa: E402  (benches/build_ref.py)
 
     ref_dir = os.path.join(HERE, ".build")
-    build_ref.build(ref_dir, "pontoneer_ref")
+    if args.ref_data_alloc != "pymem":
+        ref_dir = os.path.join(ref_dir, args.ref_data_alloc)
+    build_ref.build(ref_dir, "pontoneer_ref", data_alloc=args.ref_data_alloc)
     modules = [("pontoneer_demo", ROOT), ("pontoneer_ref", ref_dir)]
     span = args.n2 - args.n1
 
@@ -102,6 +107,7 @@ def main():
         i2, m2 = measure(module, path, stmt, args.n2)
         return (i2 - i1) / span, (m2 - m1) / span
 
+    print(f"C reference items allocated with {args.ref_data_alloc}")
     print(f"python {sys.version.split()[0]}; per-op figures = (run of {args.n2} - run of {args.n1}) / {span}, "
           "minus the empty loop")
     base = {mod: per_op(mod, path, "pass") for mod, path in modules}

@@ -498,14 +498,35 @@ macro_rules! tuple_into_py {
                 let t = unsafe { Object::from_result(ffi::PyTuple_New($n)) }?;
                 $(
                     let item = self.$i.into_py(cx)?;
-                    // SAFETY: index in range; PyTuple_SetItem steals `item`.
-                    unsafe { ffi::PyTuple_SetItem(t.as_ptr(), $i, item) };
+                    // SAFETY: a fresh tuple of length $n, index in range, slot still empty;
+                    // the tuple steals `item`.
+                    unsafe { tuple_init_item(t.as_ptr(), $i, item) };
                 )*
                 Ok(t.into_raw())
             }
         }
     )*};
 }
+/// Fills slot `i` of a fresh tuple (stealing `item`): the `PyTuple_SET_ITEM` store where the
+/// tuple layout is visible, `PyTuple_SetItem` under the stable ABI.
+///
+/// # Safety
+/// `t` is a tuple just created with more than `i` items, slot `i` still empty; `item` is a new
+/// reference; attached thread.
+#[inline(always)]
+unsafe fn tuple_init_item(t: *mut ffi::PyObject, i: ffi::Py_ssize_t, item: *mut ffi::PyObject) {
+    #[cfg(not(Py_LIMITED_API))]
+    // SAFETY: caller's contract.
+    unsafe {
+        ffi::PyTuple_SET_ITEM(t, i, item)
+    };
+    #[cfg(Py_LIMITED_API)]
+    // SAFETY: caller's contract.
+    unsafe {
+        ffi::PyTuple_SetItem(t, i, item)
+    };
+}
+
 tuple_into_py! {
     1 => (A 0);
     2 => (A 0, B 1);

@@ -16,8 +16,9 @@
 //!   [`BufferProtocolBuilder`].
 //!
 //! Handlers are fn items or non-capturing closures. Each one gets its own monomorphized
-//! `extern "C"` trampoline that calls it directly; arguments are converted with [`FromPy`],
-//! results with [`IntoPy`]; an `Err` becomes the Python exception and a panic becomes
+//! `extern "C"` trampoline that calls it directly; arguments are converted with [`Arg`]
+//! (owned [`FromPy`] values, or `&Object`/[`PyRef<'_, T>`](PyRef) borrowed for the call at no
+//! reference-count cost), results with [`IntoPy`]; an `Err` becomes the Python exception and a panic becomes
 //! `<module>.PanicException`. An object that is not a `T` never reaches a `&T`, and a runtime
 //! borrow flag gives `&T`/`&mut T` the semantics of `RefCell` (`RuntimeError` on conflict).
 //!

@@ -335,13 +335,27 @@ pub(crate) unsafe fn vector_args<'a>(
     type_name: &'static CStr,
 ) -> PyResult<&'a [*mut ffi::PyObject]> {
     // SAFETY: `kwnames` is NULL or a tuple.
-    if !kwnames.is_null() && unsafe { ffi::PyTuple_Size(kwnames) } != 0 {
+    if !kwnames.is_null() && unsafe { tuple_len(kwnames) } != 0 {
         return Err(no_keywords(type_name));
     }
     // PyVectorcall_NARGS: the top bit is PY_VECTORCALL_ARGUMENTS_OFFSET, the rest the count.
     let n = (nargsf & !(1usize << (usize::BITS - 1))) as ffi::Py_ssize_t;
     // SAFETY: caller's contract.
     Ok(unsafe { fast_args(args.cast_mut(), n) })
+}
+
+/// `len(t)` of a tuple: the `PyTuple_GET_SIZE` field read where the layout is visible.
+///
+/// # Safety
+/// `t` is a tuple.
+#[inline(always)]
+unsafe fn tuple_len(t: *mut ffi::PyObject) -> ffi::Py_ssize_t {
+    #[cfg(not(Py_LIMITED_API))]
+    // SAFETY: caller's contract.
+    return unsafe { ffi::PyTuple_GET_SIZE(t) };
+    #[cfg(Py_LIMITED_API)]
+    // SAFETY: caller's contract.
+    return unsafe { ffi::PyTuple_Size(t) };
 }
 
 #[cold]

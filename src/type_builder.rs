@@ -418,7 +418,9 @@ impl TypeSpec {
     }
 
     /// Creates the type object in `module` (a new reference). The tables CPython keeps
-    /// pointers into are leaked here, deliberately and only here.
+    /// pointers into — the method and getset tables, and before 3.11 the type's name — are
+    /// leaked here, deliberately and only here; the slot list itself is only read while the
+    /// type is created, and is freed.
     pub(crate) fn create(
         &self,
         module: *mut ffi::PyObject,
@@ -429,7 +431,6 @@ impl TypeSpec {
         }
         let qualname = CString::new(format!("{module_name}.{}", self.name.to_string_lossy()))
             .map_err(|_| PyErr::value_error("type name contains a NUL byte"))?;
-        let qualname: &'static CStr = Box::leak(qualname.into_boxed_c_str());
 
         let mut slots: Vec<ffi::PyType_Slot> = self
             .slots
@@ -478,7 +479,6 @@ impl TypeSpec {
             slot: 0,
             pfunc: core::ptr::null_mut(),
         });
-        let slots = Box::leak(slots.into_boxed_slice());
         let mut spec = ffi::PyType_Spec {
             name: qualname.as_ptr(),
             basicsize: c_int::try_from(self.basicsize)
@@ -487,11 +487,18 @@ impl TypeSpec {
             flags: self.flags as c_uint,
             slots: slots.as_mut_ptr(),
         };
-        // SAFETY: a valid spec whose tables live forever; `module` is a live module object.
+        // SAFETY: a valid spec; the method and getset tables live forever, the slot list and
+        // the name until after the call (see below); `module` is a live module object.
         let tp = unsafe { ffi::PyType_FromModuleAndSpec(module, &mut spec, core::ptr::null_mut()) };
         if tp.is_null() {
             return Err(PyErr::fetch());
         }
+        // Up to 3.10 the type's tp_name points at `spec.name`; from 3.11 CPython copies it.
+        #[cfg(not(Py_3_11))]
+        core::mem::forget(qualname);
+        #[cfg(Py_3_11)]
+        drop(qualname);
+        drop(slots);
         let tp = tp.cast::<ffi::PyTypeObject>();
         #[cfg(not(Py_LIMITED_API))]
         if let Some(vc) = self.vectorcall {

@@ -27,6 +27,12 @@
  *
  * benches/build_ref.py does that. This file is never shipped.
  *
+ * The items live in blocks from PyMem_* (pymalloc for blocks up to 512 bytes), as CPython's
+ * own containers do. Built with -DREF_DATA_SYSTEM_MALLOC (build_ref.py --data-alloc malloc)
+ * they come from the C library's malloc family instead -- the allocator behind a Rust `Vec` or
+ * `Box`, and so behind pontoneer_demo's items -- which separates the layer's cost from the
+ * allocator's in a comparison (benches/README.md, "Allocator-matched reference").
+ *
  * Needs CPython 3.9+ (PyType_FromModuleAndSpec); not the limited API (tp_vectorcall is set on
  * the type object directly, as pontoneer does).
  */
@@ -35,7 +41,21 @@
 #include <Python.h>
 
 #include <limits.h>
+#include <stdlib.h>
 #include <string.h>
+
+#ifdef REF_DATA_SYSTEM_MALLOC
+/* Zero-size requests get one byte, so that a block is never NULL (as with PyMem_*). */
+#  define DATA_MALLOC(n) malloc((n) > 0 ? (n) : 1)
+#  define DATA_CALLOC(n, size) calloc((n) > 0 ? (n) : 1, (size))
+#  define DATA_REALLOC(p, n) realloc((p), (n) > 0 ? (n) : 1)
+#  define DATA_FREE(p) free(p)
+#else
+#  define DATA_MALLOC(n) PyMem_Malloc(n)
+#  define DATA_CALLOC(n, size) PyMem_Calloc((n), (size))
+#  define DATA_REALLOC(p, n) PyMem_Realloc((p), (n))
+#  define DATA_FREE(p) PyMem_Free(p)
+#endif
 
 #if PY_VERSION_HEX < 0x03090000
 #  error "ref_demo.c needs CPython 3.9 or newer"
@@ -153,14 +173,14 @@ fb_alloc(PyTypeObject *type, Py_ssize_t n)
         if (n > MAX_ITEMS) {
             return (FloatBufferObject *)PyErr_NoMemory();
         }
-        data = (double *)PyMem_Malloc((size_t)n * sizeof(double));
+        data = (double *)DATA_MALLOC((size_t)n * sizeof(double));
         if (data == NULL) {
             return (FloatBufferObject *)PyErr_NoMemory();
         }
     }
     FloatBufferObject *self = (FloatBufferObject *)PyObject_Malloc(sizeof(FloatBufferObject));
     if (self == NULL) {
-        PyMem_Free(data);
+        DATA_FREE(data);
         return (FloatBufferObject *)PyErr_NoMemory();
     }
     /* Sets ob_type and the refcount, and increfs the heap type (released in fb_dealloc). */
@@ -177,7 +197,7 @@ fb_dealloc(PyObject *op)
 {
     PyTypeObject *tp = Py_TYPE(op);
     /* A view holds a strong reference, so no export can be alive here. */
-    PyMem_Free(FB(op)->data);
+    DATA_FREE(FB(op)->data);
     PyObject_Free(op);
     Py_DECREF(tp);
 }
@@ -267,7 +287,7 @@ fb_grow(FloatBufferObject *self)
         return -1;
     }
     Py_ssize_t new_alloc = alloc < 2 ? 4 : 2 * alloc;
-    double *data = (double *)PyMem_Realloc(self->data, (size_t)new_alloc * sizeof(double));
+    double *data = (double *)DATA_REALLOC(self->data, (size_t)new_alloc * sizeof(double));
     if (data == NULL) {
         PyErr_NoMemory();
         return -1;
@@ -640,7 +660,7 @@ static void
 matrix_dealloc(PyObject *op)
 {
     PyTypeObject *tp = Py_TYPE(op);
-    PyMem_Free(MX(op)->data);
+    DATA_FREE(MX(op)->data);
     PyObject_Free(op);
     Py_DECREF(tp);
 }
@@ -668,14 +688,14 @@ matrix_create(PyTypeObject *type, PyObject *rows_obj, PyObject *cols_obj)
                      rows, cols);
         return NULL;
     }
-    /* PyMem_Calloc returns a unique non-NULL block even for 0 items. */
-    double *data = (double *)PyMem_Calloc((size_t)(rows * cols), sizeof(double));
+    /* DATA_CALLOC returns a unique non-NULL block even for 0 items. */
+    double *data = (double *)DATA_CALLOC((size_t)(rows * cols), sizeof(double));
     if (data == NULL) {
         return PyErr_NoMemory();
     }
     MatrixObject *self = (MatrixObject *)PyObject_Malloc(sizeof(MatrixObject));
     if (self == NULL) {
-        PyMem_Free(data);
+        DATA_FREE(data);
         return PyErr_NoMemory();
     }
     (void)PyObject_Init((PyObject *)self, type);

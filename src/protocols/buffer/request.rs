@@ -187,15 +187,18 @@ pub(crate) fn plan(flags: BufferFlags, g: &Geometry<'_>) -> Result<Plan, Refusal
     if flags.wants_writable() && g.readonly {
         return Err(Refusal::NotWritable);
     }
-    let c = g.is_c_contiguous();
+    // The geometry is only walked when the request depends on it: a strided request with no
+    // contiguity demand (memoryview, numpy) never asks.
+    let needs_c =
+        flags.wants_c_contiguous() || flags.wants_any_contiguous() || !flags.wants_strides();
+    let c = needs_c && g.is_c_contiguous();
     if flags.wants_c_contiguous() && !c {
         return Err(Refusal::NotCContiguous);
     }
-    let f = g.is_f_contiguous();
-    if flags.wants_f_contiguous() && !f {
+    if flags.wants_f_contiguous() && !g.is_f_contiguous() {
         return Err(Refusal::NotFContiguous);
     }
-    if flags.wants_any_contiguous() && !c && !f {
+    if flags.wants_any_contiguous() && !c && !g.is_f_contiguous() {
         return Err(Refusal::NotContiguous);
     }
     if !flags.wants_strides() && !c {
