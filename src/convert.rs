@@ -449,7 +449,7 @@ int_into_py! {
     u16 => core::ffi::c_ulong, PyLong_FromUnsignedLong;
     u32 => core::ffi::c_ulong, PyLong_FromUnsignedLong;
     u64 => core::ffi::c_ulonglong, PyLong_FromUnsignedLongLong;
-    usize => libc::size_t, PyLong_FromSize_t;
+    usize => usize, PyLong_FromSize_t;
 }
 
 impl IntoPy for &str {

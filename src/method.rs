@@ -295,10 +295,18 @@ fn arg_count_error(name: &str, expected: usize, given: usize) -> PyErr {
 /// The Python-facing name of a handler, for error messages: the last path segment of a fn
 /// item (`FloatBuffer::append` → `append`); closures are named after the function they are
 /// written in.
+#[inline(always)]
 pub(crate) fn name_of<F>() -> &'static str {
-    let full = core::any::type_name::<F>();
+    last_segment(core::any::type_name::<F>())
+}
+
+/// The non-generic part of [`name_of`].
+#[inline(never)]
+fn last_segment(full: &'static str) -> &'static str {
     let trimmed = full.strip_suffix("::{{closure}}").unwrap_or(full);
-    trimmed.rsplit("::").next().unwrap_or(trimmed)
+    // Rust paths only contain ':' in "::" separators; a char split keeps the binary free of
+    // the substring searcher.
+    trimmed.rsplit(':').next().unwrap_or(trimmed)
 }
 
 /// The name of class `T`, for constructor messages (`Matrix() argument 1: ...`).

@@ -16,7 +16,7 @@
 //! aborts at the `extern "C"` boundary rather than unwinding into C.)
 
 use core::any::TypeId;
-use core::ffi::c_int;
+use core::ffi::{CStr, c_int};
 use core::panic::AssertUnwindSafe;
 
 use pyo3_ffi as ffi;
@@ -241,6 +241,51 @@ pub(crate) unsafe fn guard_unraisable(
     unraisable(&cx(), err, context);
 }
 
+// The messages of the generic trampolines' error paths, out of line and non-generic, so that
+// each monomorphized trampoline carries a call, not a formatting sequence.
+
+#[cold]
+#[inline(never)]
+fn cannot_create(name: &CStr) -> PyErr {
+    PyErr::type_error(format!(
+        "cannot create '{}' instances",
+        name.to_string_lossy()
+    ))
+}
+
+#[cold]
+#[inline(never)]
+fn cannot_delete(name: &CStr) -> PyErr {
+    PyErr::type_error(format!(
+        "cannot delete this attribute of '{}' objects",
+        name.to_string_lossy()
+    ))
+}
+
+#[cold]
+#[inline(never)]
+fn null_view(name: &CStr) -> PyErr {
+    PyErr::buffer_error(format!(
+        "{}: getbuffer called with a NULL Py_buffer",
+        name.to_string_lossy()
+    ))
+}
+
+#[cold]
+#[inline(never)]
+fn over_released(name: &CStr) -> PyErr {
+    PyErr::system_error(format!(
+        "{}: buffer released more times than it was exported",
+        name.to_string_lossy()
+    ))
+}
+
+#[cold]
+#[inline(never)]
+fn bad_compare_op(op: c_int) -> PyErr {
+    PyErr::system_error(format!("invalid comparison operator {op}"))
+}
+
 #[cold]
 #[inline(never)]
 fn raise<R: CReturn>(cx: &Cx, err: PyErr) -> R {
@@ -342,12 +387,7 @@ pub(crate) unsafe extern "C" fn newfunc_disallowed<T: PyClass>(
     _kwargs: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
     let cx = move || Cx::of_class::<T>(subtype);
-    let body = |_: &Cx| -> PyResult<*mut ffi::PyObject> {
-        Err(PyErr::type_error(format!(
-            "cannot create '{}' instances",
-            T::NAME.to_string_lossy()
-        )))
-    };
+    let body = |_: &Cx| -> PyResult<*mut ffi::PyObject> { Err(cannot_create(T::NAME)) };
     // SAFETY: called by CPython with the thread attached.
     unsafe { guard(cx, body) }
 }
@@ -500,10 +540,7 @@ where
     let cx = move || unsafe { Cx::of_instance::<T>(slf) };
     let body = |_: &Cx| {
         if value.is_null() {
-            return Err(PyErr::type_error(format!(
-                "cannot delete this attribute of '{}' objects",
-                T::NAME.to_string_lossy()
-            )));
+            return Err(cannot_delete(T::NAME));
         }
         let slot = [value];
         // SAFETY: `value` is CPython's argument, alive for the call; attached thread.
@@ -578,10 +615,7 @@ where
     let cx = move || unsafe { Cx::of_instance::<T>(slf) };
     let body = |_: &Cx| {
         if view.is_null() {
-            return Err(PyErr::buffer_error(format!(
-                "{}: getbuffer called with a NULL Py_buffer",
-                T::NAME.to_string_lossy()
-            )));
+            return Err(null_view(T::NAME));
         }
         // SAFETY: a non-NULL view is a writable Py_buffer (PyObject_GetBuffer's contract).
         unsafe { (*view).obj = core::ptr::null_mut() };
@@ -626,10 +660,7 @@ pub(crate) unsafe extern "C" fn releasebufferproc<T, H>(
         unsafe {
             guard_unraisable(cx, slf, |_| {
                 if !released {
-                    return Err(PyErr::system_error(format!(
-                        "{}: buffer released more times than it was exported",
-                        T::NAME.to_string_lossy()
-                    )));
+                    return Err(over_released(T::NAME));
                 }
                 let this = cell.try_borrow()?;
                 zst::<H>().call(&this)
@@ -1072,8 +1103,7 @@ where
     // SAFETY: do_richcompare calls the slot of the first argument's type with it first.
     let cx = move || unsafe { Cx::of_instance::<T>(slf) };
     let body = |cx: &Cx| {
-        let op = crate::protocols::CompareOp::from_raw(op)
-            .ok_or_else(|| PyErr::system_error(format!("invalid comparison operator {op}")))?;
+        let op = crate::protocols::CompareOp::from_raw(op).ok_or_else(|| bad_compare_op(op))?;
         // SAFETY: an argument CPython passed, alive for the call; attached thread.
         let o = match unsafe { method::slot_arg::<A>(&other, 0, method::name_of::<F>) } {
             Ok(o) => o,

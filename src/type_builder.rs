@@ -14,7 +14,6 @@
 use core::any::TypeId;
 use core::ffi::{CStr, c_int, c_uint, c_ulong, c_void};
 use core::marker::PhantomData;
-use std::collections::BTreeMap;
 use std::ffi::CString;
 
 use pyo3_ffi as ffi;
@@ -81,14 +80,15 @@ pub(crate) struct TypeSpec {
     basicsize: usize,
     flags: c_ulong,
     doc: Option<&'static CStr>,
-    /// Slot id → function; installing a slot twice keeps the last one.
-    slots: BTreeMap<c_int, *mut c_void>,
+    /// Slot id and function, in installation order; installing a slot twice keeps the last
+    /// one (a few dozen entries at most: a `Vec` is all it takes).
+    slots: Vec<ffi::PyType_Slot>,
     methods: Vec<ffi::PyMethodDef>,
     getset: Vec<GetSet>,
     vectorcall: Option<ffi::vectorcallfunc>,
     error: Option<String>,
     /// Binary number slots: which operand orders the installed trampoline handles.
-    binary_halves: BTreeMap<c_int, u8>,
+    binary_halves: Vec<(c_int, u8)>,
 }
 
 struct GetSet {
@@ -114,12 +114,12 @@ impl<T: PyClass> TypeBuilder<T> {
             basicsize: PyCell::<T>::SIZE,
             flags: ffi::Py_TPFLAGS_DEFAULT,
             doc: T::DOC,
-            slots: BTreeMap::new(),
+            slots: Vec::new(),
             methods: Vec::new(),
             getset: Vec::new(),
             vectorcall: None,
             error: None,
-            binary_halves: BTreeMap::new(),
+            binary_halves: Vec::new(),
         };
         #[cfg(Py_3_10)]
         {
@@ -159,16 +159,28 @@ impl<T: PyClass> TypeBuilder<T> {
 
     /// Whether a slot has been recorded (protocol builders use it to pair slots).
     pub(crate) fn has_slot(&self, id: c_int) -> bool {
-        self.spec.slots.contains_key(&id)
+        self.spec.slots.iter().any(|s| s.slot == id)
     }
 
     /// Which operand orders the binary number slot `id` handles, if installed.
     pub(crate) fn binary_half(&self, id: c_int) -> Option<u8> {
-        self.spec.binary_halves.get(&id).copied()
+        self.spec
+            .binary_halves
+            .iter()
+            .find(|&&(slot, _)| slot == id)
+            .map(|&(_, half)| half)
     }
 
     pub(crate) fn set_binary_half(&mut self, id: c_int, half: u8) {
-        self.spec.binary_halves.insert(id, half);
+        match self
+            .spec
+            .binary_halves
+            .iter_mut()
+            .find(|(slot, _)| *slot == id)
+        {
+            Some(entry) => entry.1 = half,
+            None => self.spec.binary_halves.push((id, half)),
+        }
     }
 
     /// Records a declaration error, reported as `TypeError` when the module is created.
@@ -380,7 +392,10 @@ impl TypeSpec {
     /// # Safety
     /// See [`TypeBuilder::push_slot`].
     pub(crate) unsafe fn push_slot(&mut self, id: c_int, pfunc: *mut c_void) {
-        self.slots.insert(id, pfunc);
+        match self.slots.iter_mut().find(|s| s.slot == id) {
+            Some(entry) => entry.pfunc = pfunc,
+            None => self.slots.push(ffi::PyType_Slot { slot: id, pfunc }),
+        }
     }
 
     fn add_method(&mut self, def: Def, f: ffi::PyCFunctionFast, flags: c_int) {
@@ -432,11 +447,7 @@ impl TypeSpec {
         let qualname = CString::new(format!("{module_name}.{}", self.name.to_string_lossy()))
             .map_err(|_| PyErr::value_error("type name contains a NUL byte"))?;
 
-        let mut slots: Vec<ffi::PyType_Slot> = self
-            .slots
-            .iter()
-            .map(|(&slot, &pfunc)| ffi::PyType_Slot { slot, pfunc })
-            .collect();
+        let mut slots: Vec<ffi::PyType_Slot> = self.slots.clone();
         if !self.methods.is_empty() {
             let mut methods = self.methods.clone();
             methods.push(ffi::PyMethodDef::zeroed());
