@@ -204,8 +204,8 @@ impl PyErr {
         {
             // SAFETY: attached thread (module contract); returns a new reference or NULL.
             let exc = unsafe { ffi::PyErr_GetRaisedException() };
-            // SAFETY: a non-NULL result is a new reference we now own.
             core::ptr::NonNull::new(exc).map(|p| PyErr {
+                // SAFETY: a non-NULL result is a new reference we now own.
                 state: State::Fetched(Fetched(unsafe { Object::from_owned_ptr(p) })),
             })
         }
