@@ -527,7 +527,7 @@ pub(crate) fn handler_error(err: PyErr) -> PyErr {
 #[inline(always)]
 pub(crate) unsafe fn fill_view(
     view: *mut ffi::Py_buffer,
-    info: BufferInfo<'_>,
+    mut info: BufferInfo<'_>,
     flags: c_int,
     type_name: &CStr,
 ) -> PyResult<()> {
@@ -537,14 +537,14 @@ pub(crate) unsafe fn fill_view(
             // guarantees itemsize > 0 and nitems * itemsize <= isize::MAX (a Rust slice).
             Ok(plan) => unsafe {
                 let len = (info.nitems * info.itemsize) as isize;
-                write_view(view, info, &plan, len);
+                write_view(view, &mut info, &plan, len);
                 Ok(())
             },
             Err(refusal) => Err(refused(refusal, type_name)),
         };
     }
-    // SAFETY: caller's contract.
-    unsafe { fill_view_general(view, info, flags, type_name) }
+    // SAFETY: caller's contract. Passed by reference: a `BufferInfo` is a dozen words.
+    unsafe { fill_view_general(view, &mut info, flags, type_name) }
 }
 
 /// [`fill_view`] for raw descriptions and N-D or strided layouts.
@@ -554,14 +554,14 @@ pub(crate) unsafe fn fill_view(
 #[inline(never)]
 unsafe fn fill_view_general(
     view: *mut ffi::Py_buffer,
-    info: BufferInfo<'_>,
+    info: &mut BufferInfo<'_>,
     flags: c_int,
     type_name: &CStr,
 ) -> PyResult<()> {
     // Safe constructors guarantee a non-NULL pointer, 0 < itemsize and nitems * itemsize <=
     // isize::MAX (a Rust slice); raw descriptions are validated first, out of line.
     if info.unchecked_format {
-        validate_raw(&info, type_name)?;
+        validate_raw(info, type_name)?;
     }
     let itemsize = info.itemsize as isize;
     let len = info.nitems as isize * itemsize;
@@ -618,7 +618,12 @@ fn validate_raw(info: &BufferInfo<'_>, type_name: &CStr) -> PyResult<()> {
 /// # Safety
 /// As for [`fill_view`].
 #[inline(always)]
-unsafe fn write_view(view: *mut ffi::Py_buffer, info: BufferInfo<'_>, plan: &Plan, len: isize) {
+unsafe fn write_view(
+    view: *mut ffi::Py_buffer,
+    info: &mut BufferInfo<'_>,
+    plan: &Plan,
+    len: isize,
+) {
     // SAFETY: `view` is valid and writable (caller). Field by field:
     // - 1-D contiguous exports allocate nothing: `internal` holds the item count and
     //   `shape` points at it, `strides` at `itemsize` (array.array's idiom): these pointers
@@ -646,7 +651,9 @@ unsafe fn write_view(view: *mut ffi::Py_buffer, info: BufferInfo<'_>, plan: &Pla
         if !plan.shape {
             return;
         }
-        match info.layout {
+        // The layout moves out (an owned block now belongs to the view); `info` keeps an
+        // empty one.
+        match core::mem::replace(&mut info.layout, Layout::Contiguous1D) {
             Layout::Contiguous1D => {
                 v.internal = info.nitems as *mut c_void;
                 v.shape = (&raw mut v.internal).cast();
