@@ -1,6 +1,7 @@
 //! Handler signatures and positional argument extraction for methods, static methods,
-//! module functions and constructors (all `METH_FASTCALL`: arguments arrive as a C array, no
-//! tuple or dict on the hot path).
+//! module functions and constructors: arguments arrive as a C array (`METH_FASTCALL`,
+//! vectorcall) or directly (`METH_O`, `METH_NOARGS`, chosen for handlers of one or no
+//! argument), never as a tuple or dict on the hot path.
 //!
 //! A handler is any fn item or non-capturing closure of the right shape:
 //! - [`Method`]: `Fn(&T, A1, .., An) -> R`

@@ -474,7 +474,7 @@ impl ModuleBuilder {
     {
         assert_zst(&handler);
         let def = def.into();
-        let f: ffi::PyCFunctionFast = trampoline::function::<F, A, R>;
+        let (meth, flags) = trampoline::function_entry::<F, A, R>();
         self.functions.retain(|m| {
             // SAFETY: every recorded ml_name is a 'static CStr.
             let name = unsafe { CStr::from_ptr(m.ml_name) };
@@ -482,8 +482,8 @@ impl ModuleBuilder {
         });
         self.functions.push(ffi::PyMethodDef {
             ml_name: def.name.as_ptr(),
-            ml_meth: ffi::PyMethodDefPointer { PyCFunctionFast: f },
-            ml_flags: ffi::METH_FASTCALL,
+            ml_meth: meth,
+            ml_flags: flags,
             ml_doc: def.doc.map_or(core::ptr::null(), CStr::as_ptr),
         });
         self

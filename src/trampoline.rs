@@ -422,8 +422,113 @@ pub(crate) unsafe extern "C" fn destructor<T: PyClass>(slf: *mut ffi::PyObject) 
 // Methods (METH_FASTCALL)
 // ---------------------------------------------------------------------------------------
 
-/// `PyCFunctionFast` — an instance method; the receiver kind (`&T`, `&mut T` or raw) comes
-/// from the handler's signature.
+// Methods, static methods and module functions use the cheapest calling convention their
+// arity allows, as CPython's own methods do: METH_NOARGS (no arguments), METH_O (one, passed
+// directly) or METH_FASTCALL (an argument array). CPython's specialising interpreter calls
+// the first two with the arguments in registers; the count is checked by CPython for them.
+// Each convention is a thin `extern "C"` entry into one shared body.
+
+/// The `PyMethodDef` entry point and flags for a handler of `n` arguments: one of the three
+/// entries `noargs`, `o`, `fast` (the caller names the three instantiations; only the chosen
+/// one is referenced at run time).
+#[inline(always)]
+pub(crate) fn entry(
+    n: usize,
+    noargs: ffi::PyCFunction,
+    o: ffi::PyCFunction,
+    fast: ffi::PyCFunctionFast,
+) -> (ffi::PyMethodDefPointer, c_int) {
+    match n {
+        0 => (ffi::PyMethodDefPointer { PyCFunction: noargs }, ffi::METH_NOARGS),
+        1 => (ffi::PyMethodDefPointer { PyCFunction: o }, ffi::METH_O),
+        _ => (
+            ffi::PyMethodDefPointer {
+                PyCFunctionFast: fast,
+            },
+            ffi::METH_FASTCALL,
+        ),
+    }
+}
+
+/// The entry point and flags of an instance method handler.
+pub(crate) fn method_entry<T, F, A, R, K>() -> (ffi::PyMethodDefPointer, c_int)
+where
+    T: PyClass,
+    F: Receiver<T, A, R, K>,
+    A: FromArgs,
+    R: HandlerOutput,
+{
+    entry(
+        A::N,
+        method_noargs::<T, F, A, R, K>,
+        method_o::<T, F, A, R, K>,
+        method::<T, F, A, R, K>,
+    )
+}
+
+/// An instance method: the receiver kind (`&T`, `&mut T` or raw) comes from the handler's
+/// signature.
+///
+/// # Safety
+/// `args` are the call's borrowed arguments; the thread is attached; a method descriptor
+/// only calls its function after checking that `slf` is an instance of the type that
+/// defines it (descr_check), and our types are final.
+#[inline(always)]
+unsafe fn method_body<T, F, A, R, K>(
+    slf: *mut ffi::PyObject,
+    args: &[*mut ffi::PyObject],
+) -> *mut ffi::PyObject
+where
+    T: PyClass,
+    F: Receiver<T, A, R, K>,
+    A: FromArgs,
+    R: HandlerOutput,
+{
+    // SAFETY: `slf` is a T instance (caller's contract).
+    let cx = move || unsafe { Cx::of_instance::<T>(slf) };
+    let body = |cx: &Cx| {
+        // Arguments first: converting them may run Python code that touches `slf`.
+        // SAFETY: the call's borrowed arguments, alive for the call; attached thread.
+        let a = unsafe { A::from_args(args, method::name_of::<F>) }?;
+        // SAFETY: `slf` is a T instance (see above).
+        let cell = unsafe { cell::<T>(slf) };
+        output(cx, zst::<F>().invoke(cell, a)?)
+    };
+    // SAFETY: attached thread (caller's contract).
+    unsafe { guard(cx, body) }
+}
+
+/// `PyCFunction` with `METH_NOARGS` — an instance method without arguments.
+unsafe extern "C" fn method_noargs<T, F, A, R, K>(
+    slf: *mut ffi::PyObject,
+    _: *mut ffi::PyObject,
+) -> *mut ffi::PyObject
+where
+    T: PyClass,
+    F: Receiver<T, A, R, K>,
+    A: FromArgs,
+    R: HandlerOutput,
+{
+    // SAFETY: called by CPython's method descriptor (see `method_body`).
+    unsafe { method_body::<T, F, A, R, K>(slf, &[]) }
+}
+
+/// `PyCFunction` with `METH_O` — an instance method with one argument.
+unsafe extern "C" fn method_o<T, F, A, R, K>(
+    slf: *mut ffi::PyObject,
+    arg: *mut ffi::PyObject,
+) -> *mut ffi::PyObject
+where
+    T: PyClass,
+    F: Receiver<T, A, R, K>,
+    A: FromArgs,
+    R: HandlerOutput,
+{
+    // SAFETY: called by CPython's method descriptor with one borrowed argument.
+    unsafe { method_body::<T, F, A, R, K>(slf, core::slice::from_ref(&arg)) }
+}
+
+/// `PyCFunctionFast` with `METH_FASTCALL` — an instance method with several arguments.
 pub(crate) unsafe extern "C" fn method<T, F, A, R, K>(
     slf: *mut ffi::PyObject,
     args: *mut *mut ffi::PyObject,
@@ -435,27 +540,88 @@ where
     A: FromArgs,
     R: HandlerOutput,
 {
-    // SAFETY: a method descriptor only calls its function after checking that `slf` is an
-    // instance of the type that defines it (descr_check), and our types are final.
-    let cx = move || unsafe { Cx::of_instance::<T>(slf) };
+    // SAFETY: METH_FASTCALL passes `nargs` borrowed objects in `args`; called by CPython's
+    // method descriptor.
+    unsafe { method_body::<T, F, A, R, K>(slf, method::fast_args(args, nargs)) }
+}
+
+/// The entry point and flags of a static method handler (installed with `METH_CLASS`).
+pub(crate) fn static_entry<T, F, A, R>() -> (ffi::PyMethodDefPointer, c_int)
+where
+    T: PyClass,
+    F: Function<A, R>,
+    A: FromArgs,
+    R: HandlerOutput,
+{
+    let (meth, flags) = entry(
+        A::N,
+        static_noargs::<T, F, A, R>,
+        static_o::<T, F, A, R>,
+        method_static::<T, F, A, R>,
+    );
+    (meth, flags | ffi::METH_CLASS)
+}
+
+/// A static method, installed as `METH_CLASS`: CPython's class-method descriptor checks that
+/// the class it passes is (a subtype of, and our types are final, so exactly) the defining
+/// type, so `slf` is `T`'s type object. That is how a static method that returns a `T` finds
+/// its class without any global.
+///
+/// # Safety
+/// As above; `args` are the call's borrowed arguments; the thread is attached.
+#[inline(always)]
+unsafe fn static_body<T, F, A, R>(
+    slf: *mut ffi::PyObject,
+    args: &[*mut ffi::PyObject],
+) -> *mut ffi::PyObject
+where
+    T: PyClass,
+    F: Function<A, R>,
+    A: FromArgs,
+    R: HandlerOutput,
+{
+    let cx = move || Cx::of_class::<T>(slf.cast());
     let body = |cx: &Cx| {
-        // Arguments first: converting them may run Python code that touches `slf`.
-        // SAFETY: METH_FASTCALL passes `nargs` borrowed objects in `args`, alive for the
-        // call; attached thread.
-        let a = unsafe { A::from_args(method::fast_args(args, nargs), method::name_of::<F>) }?;
-        // SAFETY: `slf` is a T instance (see above).
-        let cell = unsafe { cell::<T>(slf) };
-        output(cx, zst::<F>().invoke(cell, a)?)
+        // SAFETY: the call's borrowed arguments, alive for the call; attached thread.
+        let a = unsafe { A::from_args(args, method::name_of::<F>) }?;
+        output(cx, zst::<F>().call(a))
     };
-    // SAFETY: called by CPython with the thread attached.
+    // SAFETY: attached thread (caller's contract).
     unsafe { guard(cx, body) }
 }
 
-/// `PyCFunctionFast` — a static method, installed as `METH_CLASS`: CPython's class-method
-/// descriptor checks that the class it passes is (a subtype of, and our types are final, so
-/// exactly) the defining type, so `slf` is `T`'s type object. That is how a static method
-/// that returns a `T` finds its class without any global.
-pub(crate) unsafe extern "C" fn method_static<T, F, A, R>(
+/// `PyCFunction` with `METH_CLASS | METH_NOARGS`.
+unsafe extern "C" fn static_noargs<T, F, A, R>(
+    slf: *mut ffi::PyObject,
+    _: *mut ffi::PyObject,
+) -> *mut ffi::PyObject
+where
+    T: PyClass,
+    F: Function<A, R>,
+    A: FromArgs,
+    R: HandlerOutput,
+{
+    // SAFETY: called by CPython's class-method descriptor (see `static_body`).
+    unsafe { static_body::<T, F, A, R>(slf, &[]) }
+}
+
+/// `PyCFunction` with `METH_CLASS | METH_O`.
+unsafe extern "C" fn static_o<T, F, A, R>(
+    slf: *mut ffi::PyObject,
+    arg: *mut ffi::PyObject,
+) -> *mut ffi::PyObject
+where
+    T: PyClass,
+    F: Function<A, R>,
+    A: FromArgs,
+    R: HandlerOutput,
+{
+    // SAFETY: called by CPython's class-method descriptor with one borrowed argument.
+    unsafe { static_body::<T, F, A, R>(slf, core::slice::from_ref(&arg)) }
+}
+
+/// `PyCFunctionFast` with `METH_CLASS | METH_FASTCALL`.
+unsafe extern "C" fn method_static<T, F, A, R>(
     slf: *mut ffi::PyObject,
     args: *mut *mut ffi::PyObject,
     nargs: ffi::Py_ssize_t,
@@ -466,19 +632,80 @@ where
     A: FromArgs,
     R: HandlerOutput,
 {
-    let cx = move || Cx::of_class::<T>(slf.cast());
+    // SAFETY: METH_FASTCALL passes `nargs` borrowed objects in `args`; called by CPython's
+    // class-method descriptor.
+    unsafe { static_body::<T, F, A, R>(slf, method::fast_args(args, nargs)) }
+}
+
+/// The entry point and flags of a module function handler.
+pub(crate) fn function_entry<F, A, R>() -> (ffi::PyMethodDefPointer, c_int)
+where
+    F: Function<A, R>,
+    A: FromArgs,
+    R: HandlerOutput,
+{
+    entry(
+        A::N,
+        function_noargs::<F, A, R>,
+        function_o::<F, A, R>,
+        function::<F, A, R>,
+    )
+}
+
+/// A module-level function; `slf` is the module.
+///
+/// # Safety
+/// `slf` is the module, `args` the call's borrowed arguments; the thread is attached.
+#[inline(always)]
+unsafe fn function_body<F, A, R>(
+    slf: *mut ffi::PyObject,
+    args: &[*mut ffi::PyObject],
+) -> *mut ffi::PyObject
+where
+    F: Function<A, R>,
+    A: FromArgs,
+    R: HandlerOutput,
+{
+    let cx = move || Cx::of_module(slf);
     let body = |cx: &Cx| {
-        // SAFETY: METH_FASTCALL passes `nargs` borrowed objects in `args`, alive for the
-        // call; attached thread.
-        let a = unsafe { A::from_args(method::fast_args(args, nargs), method::name_of::<F>) }?;
+        // SAFETY: the call's borrowed arguments, alive for the call; attached thread.
+        let a = unsafe { A::from_args(args, method::name_of::<F>) }?;
         output(cx, zst::<F>().call(a))
     };
-    // SAFETY: called by CPython with the thread attached.
+    // SAFETY: attached thread (caller's contract).
     unsafe { guard(cx, body) }
 }
 
-/// `PyCFunctionFast` — a module-level function; `slf` is the module.
-pub(crate) unsafe extern "C" fn function<F, A, R>(
+/// `PyCFunction` with `METH_NOARGS` — a module function without arguments.
+unsafe extern "C" fn function_noargs<F, A, R>(
+    slf: *mut ffi::PyObject,
+    _: *mut ffi::PyObject,
+) -> *mut ffi::PyObject
+where
+    F: Function<A, R>,
+    A: FromArgs,
+    R: HandlerOutput,
+{
+    // SAFETY: called by CPython with the module as `slf`.
+    unsafe { function_body::<F, A, R>(slf, &[]) }
+}
+
+/// `PyCFunction` with `METH_O` — a module function with one argument.
+unsafe extern "C" fn function_o<F, A, R>(
+    slf: *mut ffi::PyObject,
+    arg: *mut ffi::PyObject,
+) -> *mut ffi::PyObject
+where
+    F: Function<A, R>,
+    A: FromArgs,
+    R: HandlerOutput,
+{
+    // SAFETY: called by CPython with the module as `slf` and one borrowed argument.
+    unsafe { function_body::<F, A, R>(slf, core::slice::from_ref(&arg)) }
+}
+
+/// `PyCFunctionFast` with `METH_FASTCALL` — a module function with several arguments.
+unsafe extern "C" fn function<F, A, R>(
     slf: *mut ffi::PyObject,
     args: *mut *mut ffi::PyObject,
     nargs: ffi::Py_ssize_t,
@@ -488,15 +715,8 @@ where
     A: FromArgs,
     R: HandlerOutput,
 {
-    let cx = move || Cx::of_module(slf);
-    let body = |cx: &Cx| {
-        // SAFETY: METH_FASTCALL passes `nargs` borrowed objects in `args`, alive for the
-        // call; attached thread.
-        let a = unsafe { A::from_args(method::fast_args(args, nargs), method::name_of::<F>) }?;
-        output(cx, zst::<F>().call(a))
-    };
-    // SAFETY: called by CPython with the thread attached.
-    unsafe { guard(cx, body) }
+    // SAFETY: METH_FASTCALL passes `nargs` borrowed objects in `args`; the module is `slf`.
+    unsafe { function_body::<F, A, R>(slf, method::fast_args(args, nargs)) }
 }
 
 // ---------------------------------------------------------------------------------------

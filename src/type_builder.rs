@@ -237,8 +237,8 @@ impl<T: PyClass> TypeBuilder<T> {
         R: HandlerOutput + 'static,
     {
         assert_zst(&handler);
-        let f: ffi::PyCFunctionFast = trampoline::method::<T, F, A, R, Shared>;
-        self.spec.add_method(def.into(), f, ffi::METH_FASTCALL);
+        let (meth, flags) = trampoline::method_entry::<T, F, A, R, Shared>();
+        self.spec.add_method(def.into(), meth, flags);
         self
     }
 
@@ -264,8 +264,8 @@ impl<T: PyClass> TypeBuilder<T> {
         R: HandlerOutput + 'static,
     {
         assert_zst(&handler);
-        let f: ffi::PyCFunctionFast = trampoline::method::<T, F, A, R, Exclusive>;
-        self.spec.add_method(def.into(), f, ffi::METH_FASTCALL);
+        let (meth, flags) = trampoline::method_entry::<T, F, A, R, Exclusive>();
+        self.spec.add_method(def.into(), meth, flags);
         self
     }
 
@@ -279,8 +279,8 @@ impl<T: PyClass> TypeBuilder<T> {
         R: HandlerOutput + 'static,
     {
         assert_zst(&handler);
-        let f: ffi::PyCFunctionFast = trampoline::method::<T, F, A, R, Raw>;
-        self.spec.add_method(def.into(), f, ffi::METH_FASTCALL);
+        let (meth, flags) = trampoline::method_entry::<T, F, A, R, Raw>();
+        self.spec.add_method(def.into(), meth, flags);
         self
     }
 
@@ -298,9 +298,8 @@ impl<T: PyClass> TypeBuilder<T> {
         R: HandlerOutput + 'static,
     {
         assert_zst(&handler);
-        let f: ffi::PyCFunctionFast = trampoline::method_static::<T, F, A, R>;
-        self.spec
-            .add_method(def.into(), f, ffi::METH_FASTCALL | ffi::METH_CLASS);
+        let (meth, flags) = trampoline::static_entry::<T, F, A, R>();
+        self.spec.add_method(def.into(), meth, flags);
         self
     }
 
@@ -398,7 +397,7 @@ impl TypeSpec {
         }
     }
 
-    fn add_method(&mut self, def: Def, f: ffi::PyCFunctionFast, flags: c_int) {
+    fn add_method(&mut self, def: Def, meth: ffi::PyMethodDefPointer, flags: c_int) {
         self.methods.retain(|m| {
             // SAFETY: every recorded ml_name is a 'static CStr.
             let name = unsafe { CStr::from_ptr(m.ml_name) };
@@ -406,7 +405,7 @@ impl TypeSpec {
         });
         self.methods.push(ffi::PyMethodDef {
             ml_name: def.name.as_ptr(),
-            ml_meth: ffi::PyMethodDefPointer { PyCFunctionFast: f },
+            ml_meth: meth,
             ml_flags: flags,
             ml_doc: def.doc.map_or(core::ptr::null(), CStr::as_ptr),
         });

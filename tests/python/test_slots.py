@@ -1415,3 +1415,34 @@ def test_pyref_operand_of_another_type_is_not_implemented():
         v @ 1.0
     with pytest.raises(TypeError, match="unsupported operand"):
         v @ "x"
+
+
+# -- calling conventions ---------------------------------------------------------------------
+
+
+def test_one_and_no_argument_methods_use_cpythons_own_conventions():
+    # Handlers of one or no argument are installed as METH_O / METH_NOARGS (the cheapest
+    # calls CPython makes): CPython itself then checks the count, with its own message,
+    # which names the class or module (3.10+).
+    import pontoneer_demo as demo
+
+    b = demo.FloatBuffer()
+    one = r"takes exactly one argument \({} given\)$"
+    with pytest.raises(TypeError, match=r"^(FloatBuffer\.)?append\(\) " + one.format(2)):
+        b.append(1.0, 2.0)
+    with pytest.raises(TypeError, match=r"^(FloatBuffer\.)?sum\(\) takes no arguments \(1 given\)$"):
+        b.sum(1)
+    with pytest.raises(TypeError, match=r"takes no keyword arguments"):
+        b.append(x=1.0)
+    with pytest.raises(
+        TypeError, match=r"^(pontoneer_testmod\.)?borrowed_refcount\(\) " + one.format(0)
+    ):
+        tm.borrowed_refcount()
+    # A static method of one argument (METH_CLASS | METH_O) still finds its class.
+    assert len(demo.FloatBuffer.from_count(3)) == 3
+    with pytest.raises(TypeError, match=r"from_count\(\) " + one.format(0)):
+        demo.FloatBuffer.from_count()
+    # Two or more arguments: METH_FASTCALL, counted by the layer (its own message).
+    m = demo.Matrix(2, 2)
+    with pytest.raises(TypeError, match=r"^get\(\) takes exactly 2 arguments \(1 given\)$"):
+        m.get(1)
