@@ -439,7 +439,12 @@ pub(crate) fn entry(
     fast: ffi::PyCFunctionFast,
 ) -> (ffi::PyMethodDefPointer, c_int) {
     match n {
-        0 => (ffi::PyMethodDefPointer { PyCFunction: noargs }, ffi::METH_NOARGS),
+        0 => (
+            ffi::PyMethodDefPointer {
+                PyCFunction: noargs,
+            },
+            ffi::METH_NOARGS,
+        ),
         1 => (ffi::PyMethodDefPointer { PyCFunction: o }, ffi::METH_O),
         _ => (
             ffi::PyMethodDefPointer {
