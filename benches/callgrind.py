@@ -12,6 +12,7 @@ small-object allocations are not malloc calls).
 """
 
 import argparse
+import math
 import os
 import re
 import shutil
@@ -45,13 +46,35 @@ run(b, c, FloatBuffer, {n})
 """
 
 
-def measure(module, path, stmt, n):
+# --all: every bench.py operation, on bench.py's own objects (benches/bench.py `namespace`:
+# b has 1000 items, s and t 16, m is Matrix(4, 4), a starts empty), bound as locals.
+ALL_DRIVER = r"""
+import sys
+sys.path.insert(0, {path!r})
+sys.path.insert(0, {benches!r})
+import {module} as mod
+import bench
+np = None
+if {numpy}:  # only the statements that use numpy pay for importing it
+    import numpy as np
+ns = bench.namespace(mod, np)
+names = sorted(ns)
+g = {{}}
+exec("def run(n, " + ", ".join(names) + "):\n    for _ in range(n):\n        {stmt}\n", g)
+args = [ns[k] for k in names]
+g["run"](2000, *args)
+g["run"]({n}, *args)
+"""
+
+
+def measure(module, path, stmt, n, driver=DRIVER):
     """(instructions, malloc calls) of one run with `n` iterations."""
     with tempfile.TemporaryDirectory() as tmp:
         script = os.path.join(tmp, "drive.py")
         out = os.path.join(tmp, "callgrind.out")
         with open(script, "w") as f:
-            f.write(DRIVER.format(path=path, module=module, stmt=stmt, n=n))
+            f.write(driver.format(path=path, benches=HERE, module=module, stmt=stmt, n=n,
+                                  numpy=any(w in stmt for w in ("frombuffer", "asarray"))))
         env = dict(os.environ, PYTHONHASHSEED="0")
         proc = subprocess.run(
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, script],
@@ -86,6 +109,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n1", type=int, default=20000)
     parser.add_argument("--n2", type=int, default=60000)
+    parser.add_argument("--all", action="store_true",
+                        help="every bench.py operation on bench.py's objects (about ten "
+                             "minutes) instead of the five headline statements")
     parser.add_argument("--ref-data-alloc", choices=("pymem", "malloc"), default="pymem",
                         help="the C reference's allocator for items: PyMem_* (default) or "
                              "malloc (allocator-matched with pontoneer_demo's Rust Vec)")
@@ -102,21 +128,42 @@ def main():
     modules = [("pontoneer_demo", ROOT), ("pontoneer_ref", ref_dir)]
     span = args.n2 - args.n1
 
+    if args.all:
+        sys.path.insert(0, HERE)
+        import bench  # noqa: E402  (benches/bench.py)
+
+        try:
+            import numpy  # noqa: F401
+            have_numpy = True
+        except ImportError:
+            have_numpy = False
+        statements = [(label.split("  (")[0], stmt) for label, stmt, needs_np in bench.OPERATIONS
+                      if have_numpy or not needs_np]
+        driver = ALL_DRIVER
+    else:
+        statements, driver = STATEMENTS, DRIVER
+
     def per_op(module, path, stmt):
-        i1, m1 = measure(module, path, stmt, args.n1)
-        i2, m2 = measure(module, path, stmt, args.n2)
+        i1, m1 = measure(module, path, stmt, args.n1, driver)
+        i2, m2 = measure(module, path, stmt, args.n2, driver)
         return (i2 - i1) / span, (m2 - m1) / span
 
     print(f"C reference items allocated with {args.ref_data_alloc}")
     print(f"python {sys.version.split()[0]}; per-op figures = (run of {args.n2} - run of {args.n1}) / {span}, "
           "minus the empty loop")
     base = {mod: per_op(mod, path, "pass") for mod, path in modules}
-    print(f"{'statement':<16}{'pontoneer instr':>16}{'C instr':>10}{'ratio':>8}{'pontoneer allocs':>18}{'C allocs':>10}")
-    for label, stmt in STATEMENTS:
+    width = max(16, max(len(label) for label, _ in statements) + 2)
+    print(f"{'statement':<{width}}{'pontoneer instr':>16}{'C instr':>10}{'ratio':>8}{'pontoneer allocs':>18}{'C allocs':>10}")
+    ratios = []
+    for label, stmt in statements:
         (pi, pm), (ci, cm) = [
             tuple(x - y for x, y in zip(per_op(mod, path, stmt), base[mod])) for mod, path in modules
         ]
-        print(f"{label:<16}{pi:>16.1f}{ci:>10.1f}{pi / ci:>8.3f}{pm:>18.3f}{cm:>10.3f}")
+        ratios.append(pi / ci)
+        print(f"{label:<{width}}{pi:>16.1f}{ci:>10.1f}{pi / ci:>8.3f}{pm:>18.3f}{cm:>10.3f}",
+              flush=True)
+    geo = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
+    print(f"geometric mean of {len(ratios)} instruction ratios: {geo:.3f}")
 
 
 if __name__ == "__main__":

@@ -49,6 +49,7 @@
 
 pub use pyo3_ffi as ffi;
 
+mod alloc;
 mod cell;
 /// The exporter conformance kit (feature `conformance`): any exporter vs CPython's buffer rules.
 #[cfg(feature = "conformance")]
@@ -63,6 +64,7 @@ pub mod protocols;
 mod trampoline;
 mod type_builder;
 
+pub use alloc::try_vec_with_capacity;
 #[doc(hidden)]
 pub use cell::PyCell;
 pub use cell::{PyClass, PyRef, PyRefMut, ensure_not_exported, exports};

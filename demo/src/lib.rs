@@ -48,8 +48,7 @@ impl FloatBuffer {
 
     /// `FloatBuffer.from_count(n)`: `[0.0, 1.0, ..., n-1]`.
     fn from_count(n: usize) -> PyResult<FloatBuffer> {
-        let mut data = Vec::new();
-        data.try_reserve_exact(n)?;
+        let mut data = pontoneer::try_vec_with_capacity(n)?;
         // As in the C reference: an i32 counter when the count allows, since x86-64 has a
         // packed i32 -> f64 conversion (two per instruction) but none for 64-bit integers
         // before AVX-512.
@@ -125,8 +124,7 @@ impl FloatBuffer {
     /// `b + c`: a new FloatBuffer. `c` is borrowed as a FloatBuffer for the call; any other
     /// operand does not convert, which the number protocol answers with `NotImplemented`.
     fn concat(&self, other: PyRef<'_, FloatBuffer>) -> PyResult<FloatBuffer> {
-        let mut data = Vec::new();
-        data.try_reserve_exact(self.data.len() + other.data.len())?;
+        let mut data = pontoneer::try_vec_with_capacity(self.data.len() + other.data.len())?;
         data.extend_from_slice(&self.data);
         data.extend_from_slice(&other.data);
         Ok(FloatBuffer { data })
@@ -134,8 +132,7 @@ impl FloatBuffer {
 
     /// `-b`: every item negated (`-0.0` for `0.0`).
     fn neg(&self) -> PyResult<FloatBuffer> {
-        let mut data = Vec::new();
-        data.try_reserve_exact(self.data.len())?;
+        let mut data = pontoneer::try_vec_with_capacity(self.data.len())?;
         data.extend(self.data.iter().map(|c| Cell::new(-c.get())));
         Ok(FloatBuffer { data })
     }
@@ -184,8 +181,7 @@ impl Matrix {
         if bytes > isize::MAX as usize || row_bytes > isize::MAX as usize {
             return Err(too_large());
         }
-        let mut data = Vec::new();
-        data.try_reserve_exact(n)?;
+        let mut data = pontoneer::try_vec_with_capacity(n)?;
         data.resize(n, Cell::new(0.0));
         Ok(Matrix {
             rows,
