@@ -75,7 +75,10 @@ def measure(module, path, stmt, n, driver=DRIVER):
         with open(script, "w") as f:
             f.write(driver.format(path=path, benches=HERE, module=module, stmt=stmt, n=n,
                                   numpy=any(w in stmt for w in ("frombuffer", "asarray"))))
-        env = dict(os.environ, PYTHONHASHSEED="0")
+        # One BLAS thread: numpy's OpenBLAS worker threads spin while idle, which would make
+        # the instruction counts of the numpy rows change from run to run.
+        env = dict(os.environ, PYTHONHASHSEED="0", OPENBLAS_NUM_THREADS="1",
+                   OMP_NUM_THREADS="1")
         proc = subprocess.run(
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, script],
             capture_output=True, text=True, env=env,
@@ -112,6 +115,8 @@ def main():
     parser.add_argument("--all", action="store_true",
                         help="every bench.py operation on bench.py's objects (about ten "
                              "minutes) instead of the five headline statements")
+    parser.add_argument("--filter", default="",
+                        help="with --all: only the operations whose label contains this text")
     parser.add_argument("--ref-data-alloc", choices=("pymem", "malloc"), default="pymem",
                         help="the C reference's allocator for items: PyMem_* (default) or "
                              "malloc (allocator-matched with pontoneer_demo's Rust Vec)")
@@ -138,7 +143,7 @@ def main():
         except ImportError:
             have_numpy = False
         statements = [(label.split("  (")[0], stmt) for label, stmt, needs_np in bench.OPERATIONS
-                      if have_numpy or not needs_np]
+                      if (have_numpy or not needs_np) and args.filter.lower() in label.lower()]
         driver = ALL_DRIVER
     else:
         statements, driver = STATEMENTS, DRIVER
