@@ -110,17 +110,9 @@ impl FloatBuffer {
     /// for floats (fast path) and for every other number type, `False` for non-numbers.
     /// `x` is borrowed for the call (`&Object`): no reference is taken.
     fn contains(&self, x: &Object) -> PyResult<bool> {
-        match x.as_exact_f64() {
-            Some(v) => Ok(self.data.iter().any(|c| c.get() == v)),
-            None => self.contains_by_eq(x),
+        if let Some(v) = x.as_exact_f64() {
+            return Ok(self.data.iter().any(|c| c.get() == v));
         }
-    }
-
-    /// `x in b` for anything but an exact float: each item compared with Python's `==`. Out
-    /// of line, so that the float path keeps a small frame.
-    #[cold]
-    #[inline(never)]
-    fn contains_by_eq(&self, x: &Object) -> PyResult<bool> {
         for c in &self.data {
             if Object::from_value(c.get())?.eq(x)? {
                 return Ok(true);
