@@ -474,7 +474,7 @@ impl ModuleBuilder {
     {
         assert_zst(&handler);
         let def = def.into();
-        let (meth, flags) = trampoline::function_entry::<F, A, R>();
+        let (meth, flags) = trampoline::entry::<trampoline::FunctionCall<F, A, R>>();
         self.functions.retain(|m| {
             // SAFETY: every recorded ml_name is a 'static CStr.
             let name = unsafe { CStr::from_ptr(m.ml_name) };

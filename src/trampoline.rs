@@ -23,7 +23,7 @@ use pyo3_ffi as ffi;
 
 use crate::cell::{PyCell, PyClass};
 use crate::convert::{Arg, FromPy, HandlerOutput, IntoPy};
-use crate::error::{PyErr, PyResult};
+use crate::error::{ExceptionType, PyErr, PyResult};
 use crate::method::{self, FromArgs, Function, Method, MethodMut};
 use crate::module::{self, ModuleState};
 use crate::object;
@@ -241,43 +241,13 @@ pub(crate) unsafe fn guard_unraisable(
     unraisable(&cx(), err, context);
 }
 
-// The messages of the generic trampolines' error paths, out of line and non-generic, so that
-// each monomorphized trampoline carries a call, not a formatting sequence.
-
+/// An error whose message names the class, for the generic trampolines' error paths: out of
+/// line and non-generic, so that each monomorphized trampoline carries a call, not a
+/// formatting sequence.
 #[cold]
 #[inline(never)]
-fn cannot_create(name: &CStr) -> PyErr {
-    PyErr::type_error(format!(
-        "cannot create '{}' instances",
-        name.to_string_lossy()
-    ))
-}
-
-#[cold]
-#[inline(never)]
-fn cannot_delete(name: &CStr) -> PyErr {
-    PyErr::type_error(format!(
-        "cannot delete this attribute of '{}' objects",
-        name.to_string_lossy()
-    ))
-}
-
-#[cold]
-#[inline(never)]
-fn null_view(name: &CStr) -> PyErr {
-    PyErr::buffer_error(format!(
-        "{}: getbuffer called with a NULL Py_buffer",
-        name.to_string_lossy()
-    ))
-}
-
-#[cold]
-#[inline(never)]
-fn over_released(name: &CStr) -> PyErr {
-    PyErr::system_error(format!(
-        "{}: buffer released more times than it was exported",
-        name.to_string_lossy()
-    ))
+fn class_error(kind: ExceptionType, before: &str, name: &CStr, after: &str) -> PyErr {
+    PyErr::new(kind, format!("{before}{}{after}", name.to_string_lossy()))
 }
 
 #[cold]
@@ -387,7 +357,14 @@ pub(crate) unsafe extern "C" fn newfunc_disallowed<T: PyClass>(
     _kwargs: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
     let cx = move || Cx::of_class::<T>(subtype);
-    let body = |_: &Cx| -> PyResult<*mut ffi::PyObject> { Err(cannot_create(T::NAME)) };
+    let body = |_: &Cx| -> PyResult<*mut ffi::PyObject> {
+        Err(class_error(
+            ExceptionType::TypeError,
+            "cannot create '",
+            T::NAME,
+            "' instances",
+        ))
+    };
     // SAFETY: called by CPython with the thread attached.
     unsafe { guard(cx, body) }
 }
@@ -425,303 +402,157 @@ pub(crate) unsafe extern "C" fn destructor<T: PyClass>(slf: *mut ffi::PyObject) 
 // Methods, static methods and module functions use the cheapest calling convention their
 // arity allows, as CPython's own methods do: METH_NOARGS (no arguments), METH_O (one, passed
 // directly) or METH_FASTCALL (an argument array). CPython's specialising interpreter calls
-// the first two with the arguments in registers; the count is checked by CPython for them.
-// Each convention is a thin `extern "C"` entry into one shared body.
+// the first two with the arguments in registers, and checks the count itself. A `CallBody`
+// says what a call does; three generic `extern "C"` entries (one per convention) adapt the
+// arguments to it.
 
-/// The `PyMethodDef` entry point and flags for a handler of `n` arguments: one of the three
-/// entries `noargs`, `o`, `fast` (the caller names the three instantiations; only the chosen
-/// one is referenced at run time).
-#[inline(always)]
-pub(crate) fn entry(
-    n: usize,
-    noargs: ffi::PyCFunction,
-    o: ffi::PyCFunction,
-    fast: ffi::PyCFunctionFast,
-) -> (ffi::PyMethodDefPointer, c_int) {
-    match n {
+/// What a `PyMethodDef` entry does with its receiver (`slf`) and positional arguments.
+pub(crate) trait CallBody {
+    /// Flags added to the calling convention (`METH_CLASS` for static methods).
+    const EXTRA_FLAGS: c_int = 0;
+    /// The number of arguments the handler takes.
+    const N: usize;
+    /// Runs the call.
+    ///
+    /// # Safety
+    /// Called by CPython through a `PyMethodDef` built by [`entry`]: `slf` is what the
+    /// descriptor or module passes, `args` the call's borrowed arguments; attached thread.
+    unsafe fn call(slf: *mut ffi::PyObject, args: &[*mut ffi::PyObject]) -> *mut ffi::PyObject;
+}
+
+/// The `PyMethodDef` entry point and flags for `B`: `METH_NOARGS`, `METH_O` or
+/// `METH_FASTCALL` by the handler's arity.
+pub(crate) fn entry<B: CallBody>() -> (ffi::PyMethodDefPointer, c_int) {
+    let (meth, flags) = match B::N {
         0 => (
             ffi::PyMethodDefPointer {
-                PyCFunction: noargs,
+                PyCFunction: call_noargs::<B>,
             },
             ffi::METH_NOARGS,
         ),
-        1 => (ffi::PyMethodDefPointer { PyCFunction: o }, ffi::METH_O),
+        1 => (
+            ffi::PyMethodDefPointer {
+                PyCFunction: call_o::<B>,
+            },
+            ffi::METH_O,
+        ),
         _ => (
             ffi::PyMethodDefPointer {
-                PyCFunctionFast: fast,
+                PyCFunctionFast: call_fast::<B>,
             },
             ffi::METH_FASTCALL,
         ),
-    }
+    };
+    (meth, flags | B::EXTRA_FLAGS)
 }
 
-/// The entry point and flags of an instance method handler.
-pub(crate) fn method_entry<T, F, A, R, K>() -> (ffi::PyMethodDefPointer, c_int)
-where
-    T: PyClass,
-    F: Receiver<T, A, R, K>,
-    A: FromArgs,
-    R: HandlerOutput,
-{
-    entry(
-        A::N,
-        method_noargs::<T, F, A, R, K>,
-        method_o::<T, F, A, R, K>,
-        method::<T, F, A, R, K>,
-    )
+/// `PyCFunction` with `METH_NOARGS`.
+unsafe extern "C" fn call_noargs<B: CallBody>(
+    slf: *mut ffi::PyObject,
+    _: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: called by CPython for the `PyMethodDef` that `entry::<B>` built.
+    unsafe { B::call(slf, &[]) }
+}
+
+/// `PyCFunction` with `METH_O`: one borrowed argument.
+unsafe extern "C" fn call_o<B: CallBody>(
+    slf: *mut ffi::PyObject,
+    arg: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: as above, with one borrowed argument (alive for the call).
+    unsafe { B::call(slf, core::slice::from_ref(&arg)) }
+}
+
+/// `PyCFunctionFast` with `METH_FASTCALL`: `nargs` borrowed arguments in `args`.
+unsafe extern "C" fn call_fast<B: CallBody>(
+    slf: *mut ffi::PyObject,
+    args: *mut *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+) -> *mut ffi::PyObject {
+    // SAFETY: as above; METH_FASTCALL passes `nargs` borrowed objects in `args`.
+    unsafe { B::call(slf, method::fast_args(args, nargs)) }
 }
 
 /// An instance method: the receiver kind (`&T`, `&mut T` or raw) comes from the handler's
 /// signature.
-///
-/// # Safety
-/// `args` are the call's borrowed arguments; the thread is attached; a method descriptor
-/// only calls its function after checking that `slf` is an instance of the type that
-/// defines it (descr_check), and our types are final.
-#[inline(always)]
-unsafe fn method_body<T, F, A, R, K>(
-    slf: *mut ffi::PyObject,
-    args: &[*mut ffi::PyObject],
-) -> *mut ffi::PyObject
+pub(crate) struct MethodCall<T, F, A, R, K>(core::marker::PhantomData<(T, F, A, R, K)>);
+
+impl<T, F, A, R, K> CallBody for MethodCall<T, F, A, R, K>
 where
     T: PyClass,
     F: Receiver<T, A, R, K>,
     A: FromArgs,
     R: HandlerOutput,
 {
-    // SAFETY: `slf` is a T instance (caller's contract).
-    let cx = move || unsafe { Cx::of_instance::<T>(slf) };
-    let body = |cx: &Cx| {
-        // Arguments first: converting them may run Python code that touches `slf`.
-        // SAFETY: the call's borrowed arguments, alive for the call; attached thread.
-        let a = unsafe { A::from_args(args, method::name_of::<F>) }?;
-        // SAFETY: `slf` is a T instance (see above).
-        let cell = unsafe { cell::<T>(slf) };
-        output(cx, zst::<F>().invoke(cell, a)?)
-    };
-    // SAFETY: attached thread (caller's contract).
-    unsafe { guard(cx, body) }
-}
-
-/// `PyCFunction` with `METH_NOARGS` — an instance method without arguments.
-unsafe extern "C" fn method_noargs<T, F, A, R, K>(
-    slf: *mut ffi::PyObject,
-    _: *mut ffi::PyObject,
-) -> *mut ffi::PyObject
-where
-    T: PyClass,
-    F: Receiver<T, A, R, K>,
-    A: FromArgs,
-    R: HandlerOutput,
-{
-    // SAFETY: called by CPython's method descriptor (see `method_body`).
-    unsafe { method_body::<T, F, A, R, K>(slf, &[]) }
-}
-
-/// `PyCFunction` with `METH_O` — an instance method with one argument.
-unsafe extern "C" fn method_o<T, F, A, R, K>(
-    slf: *mut ffi::PyObject,
-    arg: *mut ffi::PyObject,
-) -> *mut ffi::PyObject
-where
-    T: PyClass,
-    F: Receiver<T, A, R, K>,
-    A: FromArgs,
-    R: HandlerOutput,
-{
-    // SAFETY: called by CPython's method descriptor with one borrowed argument.
-    unsafe { method_body::<T, F, A, R, K>(slf, core::slice::from_ref(&arg)) }
-}
-
-/// `PyCFunctionFast` with `METH_FASTCALL` — an instance method with several arguments.
-pub(crate) unsafe extern "C" fn method<T, F, A, R, K>(
-    slf: *mut ffi::PyObject,
-    args: *mut *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-) -> *mut ffi::PyObject
-where
-    T: PyClass,
-    F: Receiver<T, A, R, K>,
-    A: FromArgs,
-    R: HandlerOutput,
-{
-    // SAFETY: METH_FASTCALL passes `nargs` borrowed objects in `args`; called by CPython's
-    // method descriptor.
-    unsafe { method_body::<T, F, A, R, K>(slf, method::fast_args(args, nargs)) }
-}
-
-/// The entry point and flags of a static method handler (installed with `METH_CLASS`).
-pub(crate) fn static_entry<T, F, A, R>() -> (ffi::PyMethodDefPointer, c_int)
-where
-    T: PyClass,
-    F: Function<A, R>,
-    A: FromArgs,
-    R: HandlerOutput,
-{
-    let (meth, flags) = entry(
-        A::N,
-        static_noargs::<T, F, A, R>,
-        static_o::<T, F, A, R>,
-        method_static::<T, F, A, R>,
-    );
-    (meth, flags | ffi::METH_CLASS)
+    const N: usize = A::N;
+    #[inline(always)]
+    unsafe fn call(slf: *mut ffi::PyObject, args: &[*mut ffi::PyObject]) -> *mut ffi::PyObject {
+        // SAFETY: a method descriptor only calls its function after checking that `slf` is
+        // an instance of the type that defines it (descr_check), and our types are final.
+        let cx = move || unsafe { Cx::of_instance::<T>(slf) };
+        let body = |cx: &Cx| {
+            // Arguments first: converting them may run Python code that touches `slf`.
+            // SAFETY: the call's borrowed arguments, alive for the call; attached thread.
+            let a = unsafe { A::from_args(args, method::name_of::<F>) }?;
+            // SAFETY: `slf` is a T instance (see above).
+            let cell = unsafe { cell::<T>(slf) };
+            output(cx, zst::<F>().invoke(cell, a)?)
+        };
+        // SAFETY: attached thread (called by CPython).
+        unsafe { guard(cx, body) }
+    }
 }
 
 /// A static method, installed as `METH_CLASS`: CPython's class-method descriptor checks that
 /// the class it passes is (a subtype of, and our types are final, so exactly) the defining
 /// type, so `slf` is `T`'s type object. That is how a static method that returns a `T` finds
 /// its class without any global.
-///
-/// # Safety
-/// As above; `args` are the call's borrowed arguments; the thread is attached.
-#[inline(always)]
-unsafe fn static_body<T, F, A, R>(
-    slf: *mut ffi::PyObject,
-    args: &[*mut ffi::PyObject],
-) -> *mut ffi::PyObject
+pub(crate) struct StaticCall<T, F, A, R>(core::marker::PhantomData<(T, F, A, R)>);
+
+impl<T, F, A, R> CallBody for StaticCall<T, F, A, R>
 where
     T: PyClass,
     F: Function<A, R>,
     A: FromArgs,
     R: HandlerOutput,
 {
-    let cx = move || Cx::of_class::<T>(slf.cast());
-    let body = |cx: &Cx| {
-        // SAFETY: the call's borrowed arguments, alive for the call; attached thread.
-        let a = unsafe { A::from_args(args, method::name_of::<F>) }?;
-        output(cx, zst::<F>().call(a))
-    };
-    // SAFETY: attached thread (caller's contract).
-    unsafe { guard(cx, body) }
-}
-
-/// `PyCFunction` with `METH_CLASS | METH_NOARGS`.
-unsafe extern "C" fn static_noargs<T, F, A, R>(
-    slf: *mut ffi::PyObject,
-    _: *mut ffi::PyObject,
-) -> *mut ffi::PyObject
-where
-    T: PyClass,
-    F: Function<A, R>,
-    A: FromArgs,
-    R: HandlerOutput,
-{
-    // SAFETY: called by CPython's class-method descriptor (see `static_body`).
-    unsafe { static_body::<T, F, A, R>(slf, &[]) }
-}
-
-/// `PyCFunction` with `METH_CLASS | METH_O`.
-unsafe extern "C" fn static_o<T, F, A, R>(
-    slf: *mut ffi::PyObject,
-    arg: *mut ffi::PyObject,
-) -> *mut ffi::PyObject
-where
-    T: PyClass,
-    F: Function<A, R>,
-    A: FromArgs,
-    R: HandlerOutput,
-{
-    // SAFETY: called by CPython's class-method descriptor with one borrowed argument.
-    unsafe { static_body::<T, F, A, R>(slf, core::slice::from_ref(&arg)) }
-}
-
-/// `PyCFunctionFast` with `METH_CLASS | METH_FASTCALL`.
-unsafe extern "C" fn method_static<T, F, A, R>(
-    slf: *mut ffi::PyObject,
-    args: *mut *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-) -> *mut ffi::PyObject
-where
-    T: PyClass,
-    F: Function<A, R>,
-    A: FromArgs,
-    R: HandlerOutput,
-{
-    // SAFETY: METH_FASTCALL passes `nargs` borrowed objects in `args`; called by CPython's
-    // class-method descriptor.
-    unsafe { static_body::<T, F, A, R>(slf, method::fast_args(args, nargs)) }
-}
-
-/// The entry point and flags of a module function handler.
-pub(crate) fn function_entry<F, A, R>() -> (ffi::PyMethodDefPointer, c_int)
-where
-    F: Function<A, R>,
-    A: FromArgs,
-    R: HandlerOutput,
-{
-    entry(
-        A::N,
-        function_noargs::<F, A, R>,
-        function_o::<F, A, R>,
-        function::<F, A, R>,
-    )
+    const EXTRA_FLAGS: c_int = ffi::METH_CLASS;
+    const N: usize = A::N;
+    #[inline(always)]
+    unsafe fn call(slf: *mut ffi::PyObject, args: &[*mut ffi::PyObject]) -> *mut ffi::PyObject {
+        let cx = move || Cx::of_class::<T>(slf.cast());
+        let body = |cx: &Cx| {
+            // SAFETY: the call's borrowed arguments, alive for the call; attached thread.
+            let a = unsafe { A::from_args(args, method::name_of::<F>) }?;
+            output(cx, zst::<F>().call(a))
+        };
+        // SAFETY: attached thread (called by CPython).
+        unsafe { guard(cx, body) }
+    }
 }
 
 /// A module-level function; `slf` is the module.
-///
-/// # Safety
-/// `slf` is the module, `args` the call's borrowed arguments; the thread is attached.
-#[inline(always)]
-unsafe fn function_body<F, A, R>(
-    slf: *mut ffi::PyObject,
-    args: &[*mut ffi::PyObject],
-) -> *mut ffi::PyObject
-where
-    F: Function<A, R>,
-    A: FromArgs,
-    R: HandlerOutput,
-{
-    let cx = move || Cx::of_module(slf);
-    let body = |cx: &Cx| {
-        // SAFETY: the call's borrowed arguments, alive for the call; attached thread.
-        let a = unsafe { A::from_args(args, method::name_of::<F>) }?;
-        output(cx, zst::<F>().call(a))
-    };
-    // SAFETY: attached thread (caller's contract).
-    unsafe { guard(cx, body) }
-}
+pub(crate) struct FunctionCall<F, A, R>(core::marker::PhantomData<(F, A, R)>);
 
-/// `PyCFunction` with `METH_NOARGS` — a module function without arguments.
-unsafe extern "C" fn function_noargs<F, A, R>(
-    slf: *mut ffi::PyObject,
-    _: *mut ffi::PyObject,
-) -> *mut ffi::PyObject
+impl<F, A, R> CallBody for FunctionCall<F, A, R>
 where
     F: Function<A, R>,
     A: FromArgs,
     R: HandlerOutput,
 {
-    // SAFETY: called by CPython with the module as `slf`.
-    unsafe { function_body::<F, A, R>(slf, &[]) }
-}
-
-/// `PyCFunction` with `METH_O` — a module function with one argument.
-unsafe extern "C" fn function_o<F, A, R>(
-    slf: *mut ffi::PyObject,
-    arg: *mut ffi::PyObject,
-) -> *mut ffi::PyObject
-where
-    F: Function<A, R>,
-    A: FromArgs,
-    R: HandlerOutput,
-{
-    // SAFETY: called by CPython with the module as `slf` and one borrowed argument.
-    unsafe { function_body::<F, A, R>(slf, core::slice::from_ref(&arg)) }
-}
-
-/// `PyCFunctionFast` with `METH_FASTCALL` — a module function with several arguments.
-unsafe extern "C" fn function<F, A, R>(
-    slf: *mut ffi::PyObject,
-    args: *mut *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-) -> *mut ffi::PyObject
-where
-    F: Function<A, R>,
-    A: FromArgs,
-    R: HandlerOutput,
-{
-    // SAFETY: METH_FASTCALL passes `nargs` borrowed objects in `args`; the module is `slf`.
-    unsafe { function_body::<F, A, R>(slf, method::fast_args(args, nargs)) }
+    const N: usize = A::N;
+    #[inline(always)]
+    unsafe fn call(slf: *mut ffi::PyObject, args: &[*mut ffi::PyObject]) -> *mut ffi::PyObject {
+        let cx = move || Cx::of_module(slf);
+        let body = |cx: &Cx| {
+            // SAFETY: the call's borrowed arguments, alive for the call; attached thread.
+            let a = unsafe { A::from_args(args, method::name_of::<F>) }?;
+            output(cx, zst::<F>().call(a))
+        };
+        // SAFETY: attached thread (called by CPython).
+        unsafe { guard(cx, body) }
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -765,7 +596,12 @@ where
     let cx = move || unsafe { Cx::of_instance::<T>(slf) };
     let body = |_: &Cx| {
         if value.is_null() {
-            return Err(cannot_delete(T::NAME));
+            return Err(class_error(
+                ExceptionType::TypeError,
+                "cannot delete this attribute of '",
+                T::NAME,
+                "' objects",
+            ));
         }
         let slot = [value];
         // SAFETY: `value` is CPython's argument, alive for the call; attached thread.
@@ -840,7 +676,12 @@ where
     let cx = move || unsafe { Cx::of_instance::<T>(slf) };
     let body = |_: &Cx| {
         if view.is_null() {
-            return Err(null_view(T::NAME));
+            return Err(class_error(
+                ExceptionType::BufferError,
+                "",
+                T::NAME,
+                ": getbuffer called with a NULL Py_buffer",
+            ));
         }
         // SAFETY: a non-NULL view is a writable Py_buffer (PyObject_GetBuffer's contract).
         unsafe { (*view).obj = core::ptr::null_mut() };
@@ -885,7 +726,12 @@ pub(crate) unsafe extern "C" fn releasebufferproc<T, H>(
         unsafe {
             guard_unraisable(cx, slf, |_| {
                 if !released {
-                    return Err(over_released(T::NAME));
+                    return Err(class_error(
+                        ExceptionType::SystemError,
+                        "",
+                        T::NAME,
+                        ": buffer released more times than it was exported",
+                    ));
                 }
                 let this = cell.try_borrow()?;
                 zst::<H>().call(&this)

@@ -237,7 +237,7 @@ impl<T: PyClass> TypeBuilder<T> {
         R: HandlerOutput + 'static,
     {
         assert_zst(&handler);
-        let (meth, flags) = trampoline::method_entry::<T, F, A, R, Shared>();
+        let (meth, flags) = trampoline::entry::<trampoline::MethodCall<T, F, A, R, Shared>>();
         self.spec.add_method(def.into(), meth, flags);
         self
     }
@@ -264,7 +264,7 @@ impl<T: PyClass> TypeBuilder<T> {
         R: HandlerOutput + 'static,
     {
         assert_zst(&handler);
-        let (meth, flags) = trampoline::method_entry::<T, F, A, R, Exclusive>();
+        let (meth, flags) = trampoline::entry::<trampoline::MethodCall<T, F, A, R, Exclusive>>();
         self.spec.add_method(def.into(), meth, flags);
         self
     }
@@ -279,7 +279,7 @@ impl<T: PyClass> TypeBuilder<T> {
         R: HandlerOutput + 'static,
     {
         assert_zst(&handler);
-        let (meth, flags) = trampoline::method_entry::<T, F, A, R, Raw>();
+        let (meth, flags) = trampoline::entry::<trampoline::MethodCall<T, F, A, R, Raw>>();
         self.spec.add_method(def.into(), meth, flags);
         self
     }
@@ -298,7 +298,7 @@ impl<T: PyClass> TypeBuilder<T> {
         R: HandlerOutput + 'static,
     {
         assert_zst(&handler);
-        let (meth, flags) = trampoline::static_entry::<T, F, A, R>();
+        let (meth, flags) = trampoline::entry::<trampoline::StaticCall<T, F, A, R>>();
         self.spec.add_method(def.into(), meth, flags);
         self
     }

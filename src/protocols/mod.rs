@@ -117,6 +117,25 @@ impl Index {
     }
 }
 
+/// Installs a `len(obj)` handler in `slot`, which must be one of the two `lenfunc` slots
+/// (`Py_mp_length`, `Py_sq_length`): shared by the mapping and sequence builders.
+pub(crate) fn install_len<T, F, R, K>(
+    ty: &mut crate::type_builder::TypeBuilder<T>,
+    slot: c_int,
+    handler: F,
+) where
+    T: crate::cell::PyClass,
+    F: crate::method::Receiver<T, (), R, K>,
+    R: crate::convert::HandlerOutput<Value = usize> + 'static,
+    K: 'static,
+{
+    debug_assert!(slot == ffi::Py_mp_length || slot == ffi::Py_sq_length);
+    crate::trampoline::assert_zst(&handler);
+    let f: ffi::lenfunc = crate::trampoline::lenfunc::<T, F, R, K>;
+    // SAFETY: typeslots — mp_length and sq_length are both `lenfunc`s.
+    unsafe { ty.push_slot(slot, f as *mut core::ffi::c_void) };
+}
+
 /// A comparison operator passed as CPython's integer code (`Py_LT` = 0 ... `Py_GE` = 5), as
 /// `tp_richcompare` receives it; `ValueError` for any other integer.
 impl FromPy for CompareOp {

@@ -67,10 +67,7 @@ impl<'t, T: PyClass> SequenceProtocolBuilder<'t, T> {
         R: HandlerOutput<Value = usize> + 'static,
         K: 'static,
     {
-        assert_zst(&handler);
-        let f: ffi::lenfunc = trampoline::lenfunc::<T, F, R, K>;
-        // SAFETY: typeslots — sq_length is a `lenfunc`.
-        unsafe { self.ty.push_slot(ffi::Py_sq_length, f as *mut c_void) };
+        super::install_len(self.ty, ffi::Py_sq_length, handler);
         self
     }
 
