@@ -543,6 +543,27 @@ pub(crate) unsafe fn fill_view(
             Err(refusal) => Err(refused(refusal, type_name)),
         };
     }
+    // A borrowed layout (fixed-shape exporters) asked for strides without contiguity: the
+    // answer does not depend on the geometry, which `with_borrowed_layout` already checked.
+    if let Layout::Borrowed { shape, .. } = info.layout {
+        if !info.unchecked_format {
+            let readonly = info.readonly;
+            if let Some(plan) =
+                request::plan_strided(BufferFlags::from_raw(flags), readonly, shape.len())
+            {
+                return match plan {
+                    // SAFETY: caller's contract: `view` is valid and writable; `with_borrowed_layout`
+                    // proved that every position lies within the described memory.
+                    Ok(plan) => unsafe {
+                        let len = (info.nitems * info.itemsize) as isize;
+                        write_view(view, &mut info, &plan, len);
+                        Ok(())
+                    },
+                    Err(refusal) => Err(refused(refusal, type_name)),
+                };
+            }
+        }
+    }
     // SAFETY: caller's contract. Passed by reference: a `BufferInfo` is a dozen words.
     unsafe { fill_view_general(view, &mut info, flags, type_name) }
 }

@@ -238,6 +238,35 @@ pub(crate) fn plan_contiguous_1d(flags: BufferFlags, readonly: bool) -> Result<P
     })
 }
 
+/// [`plan`] without the geometry when the answer does not depend on it: a known request
+/// that wants strides and no contiguity (`memoryview`'s `PyBUF_FULL_RO`, numpy's
+/// `PyBUF_RECORDS`) is granted whatever the layout, unless it wants to write to read-only
+/// memory. `None`: the request asks about contiguity, ask [`plan`].
+#[inline]
+pub(crate) fn plan_strided(
+    flags: BufferFlags,
+    readonly: bool,
+    ndim: usize,
+) -> Option<Result<Plan, Refusal>> {
+    if !flags.is_known() {
+        return Some(Err(Refusal::UnknownFlags(flags.raw())));
+    }
+    let contiguity = ffi::PyBUF_C_CONTIGUOUS | ffi::PyBUF_F_CONTIGUOUS | ffi::PyBUF_ANY_CONTIGUOUS;
+    if !flags.wants_strides() || flags.raw() & contiguity & !ffi::PyBUF_STRIDES != 0 {
+        return None;
+    }
+    if flags.wants_writable() && readonly {
+        return Some(Err(Refusal::NotWritable));
+    }
+    // PyBUF_STRIDES includes PyBUF_ND: shape and strides (none for ndim 0), the true ndim.
+    Some(Ok(Plan {
+        format: flags.wants_format(),
+        shape: ndim > 0,
+        strides: ndim > 0,
+        ndim: ndim as c_int,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -447,6 +476,27 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_strided_shortcut_agrees_with_plan() {
+        let mut flags: Vec<c_int> = (0..0x200).collect();
+        flags.extend([0x200, 0x400, -1, c_int::MIN]);
+        let mut answered = 0;
+        for e in exporters() {
+            let g = geometry(&e);
+            for &f in &flags {
+                if let Some(p) = plan_strided(BufferFlags(f), e.readonly, e.shape.len()) {
+                    answered += 1;
+                    assert_eq!(p, plan(BufferFlags(f), &g), "{} flags 0x{f:x}", e.name);
+                }
+            }
+        }
+        // It must answer the requests it exists for (and unknown flags), not only defer.
+        assert!(answered > 0);
+        assert!(plan_strided(BufferFlags(ffi::PyBUF_FULL_RO), true, 2).is_some());
+        assert!(plan_strided(BufferFlags(ffi::PyBUF_RECORDS), false, 2).is_some());
+        assert!(plan_strided(BufferFlags(ffi::PyBUF_C_CONTIGUOUS), false, 2).is_none());
     }
 
     #[test]
