@@ -561,6 +561,14 @@ for name, stmt, exc, setup in [
     ("exports/exported", "tm.exports(f)", None, FTX),
     ("exports/int-TypeError", "tm.exports(1)", "TypeError", FT),
     ("exports/unknown-exporter-TypeError", "tm.exports(h)", "TypeError", "h = tm.Array_h(1)"),
+    # borrowed (&Object) and owned (Object) arguments, CompareOp conversion
+    ("borrowed_same", "tm.borrowed_same(f, f)", None, FT),
+    ("borrowed_refcount", "tm.borrowed_refcount(f)", None, FT),
+    ("owned_refcount", "tm.owned_refcount(f)", None, FT),
+    ("borrowed_refcount/no-args-TypeError", "tm.borrowed_refcount()", "TypeError", FT),
+    ("compare_op_name", "tm.compare_op_name(2)", None, FT),
+    ("compare_op_name/ValueError", "tm.compare_op_name(9)", "ValueError", FT),
+    ("compare_op_name/TypeError", "tm.compare_op_name('==')", "TypeError", FT),
     # buffer mode 0: a good export
     ("getbuffer/memoryview", "memoryview(f).release()", None, FT),
     ("getbuffer/memoryview-tobytes", "with memoryview(f) as m: m.tobytes()", None, FT),
