@@ -123,8 +123,13 @@ impl Object {
     }
 
     /// The name of the object's type (`type(obj).__name__`), for messages.
+    /// `"?"` on a thread that does not hold the GIL (a type's name may change meanwhile).
     pub fn type_name(&self) -> String {
-        // SAFETY: `self` is a live object; `type_name_of` only reads its type.
+        if !thread_attached() {
+            return "?".to_owned();
+        }
+        // SAFETY: `self` is a live object, the thread is attached; `type_name_of` only reads
+        // its type.
         unsafe { type_name_of(self.as_ptr()) }
     }
 
@@ -303,11 +308,24 @@ impl Object {
     }
 }
 
+/// Taking a new reference needs the GIL: cloning on a thread that does not hold it (an
+/// `Object` kept past [`with_gil`](crate::embed::with_gil), or touched in a thread-local
+/// destructor) panics instead of racing the interpreter's reference counts.
 impl Clone for Object {
+    #[inline]
     fn clone(&self) -> Object {
-        // SAFETY: `self` keeps the object alive; `Object` only exists on attached threads.
+        if !thread_attached() {
+            detached_clone();
+        }
+        // SAFETY: `self` keeps the object alive; the thread is attached (checked above).
         unsafe { Object::from_borrowed_ptr(self.ptr) }
     }
+}
+
+#[cold]
+#[inline(never)]
+fn detached_clone() -> ! {
+    panic!("pontoneer: Object cloned on a thread that does not hold the GIL")
 }
 
 impl Drop for Object {

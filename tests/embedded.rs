@@ -343,3 +343,33 @@ fn embed_runs_files_and_builds_instances_from_rust() {
         assert!(Object::new_instance(&t, common::demo::FloatBuffer::from_values([])).is_err());
     });
 }
+
+#[test]
+fn an_object_kept_past_with_gil_is_refused_not_raced() {
+    use pontoneer::Object;
+    // `with_gil` lets an `Object` escape; afterwards this thread does not hold the GIL.
+    let obj = with_py(|| Object::from_value(1.5).unwrap());
+    // Calls into the interpreter are refused with RuntimeError...
+    let err = obj.repr().unwrap_err();
+    assert!(
+        err.message()
+            .unwrap_or("")
+            .contains("does not hold the GIL"),
+        "{:?}",
+        err.message()
+    );
+    // ...taking a reference panics rather than race the reference count...
+    let cloned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| obj.clone()));
+    assert!(cloned.is_err());
+    // ...reading an exact float's immutable value is fine, and a name is not guessed.
+    assert_eq!(obj.as_exact_f64(), Some(1.5));
+    assert_eq!(obj.type_name(), "?");
+    // Dropping leaks the reference instead of decrementing without the GIL.
+    drop(obj);
+    // With the GIL again, everything works.
+    with_py(|| {
+        let again = Object::from_value(2.5).unwrap();
+        assert_eq!(again.clone().repr().unwrap(), "2.5");
+        assert_eq!(again.type_name(), "float");
+    });
+}
