@@ -30,6 +30,18 @@ use crate::trampoline::Cx;
 pub trait FromPy: Sized {
     /// Converts the borrowed object `obj`.
     fn from_py(obj: &Object) -> PyResult<Self>;
+
+    /// [`from_py`](Self::from_py) for a thread known to hold the GIL: what trampolines call.
+    /// A conversion that must check the thread in `from_py` (because it calls into the
+    /// interpreter) skips the check here.
+    ///
+    /// # Safety
+    /// The thread must be attached.
+    #[doc(hidden)]
+    #[inline(always)]
+    unsafe fn from_py_attached(obj: &Object) -> PyResult<Self> {
+        Self::from_py(obj)
+    }
 }
 
 /// A Rust value that can be returned to Python as a new reference.
@@ -106,10 +118,23 @@ impl<V> From<V> for Outcome<V> {
 // Arguments
 // ---------------------------------------------------------------------------------------
 
+// A note on threads: `FromPy::from_py` is a safe function that anyone may call, also on a
+// thread that does not hold the GIL (an `Object` kept past `with_gil`, a thread-local
+// destructor). The impls below therefore only read immutable memory of the argument on
+// their fast paths (an exact float's value, an exact int's digits, singleton addresses), and
+// check that the thread is attached before anything that calls into the interpreter.
+
 impl FromPy for Object {
-    #[inline(always)]
+    #[inline]
     fn from_py(obj: &Object) -> PyResult<Object> {
-        Ok(obj.clone())
+        object::attached()?;
+        // SAFETY: attached (checked above).
+        unsafe { Object::from_py_attached(obj) }
+    }
+    #[inline(always)]
+    unsafe fn from_py_attached(obj: &Object) -> PyResult<Object> {
+        // SAFETY: `obj` keeps the object alive; the thread is attached (caller's contract).
+        Ok(unsafe { Object::from_borrowed_ptr(core::ptr::NonNull::new_unchecked(obj.as_ptr())) })
     }
 }
 
@@ -143,6 +168,7 @@ unsafe fn float_value(p: *mut ffi::PyObject) -> f64 {
 #[cold]
 #[inline(never)]
 fn float_slow(obj: &Object) -> PyResult<f64> {
+    object::attached()?;
     // SAFETY: live object, attached thread. PyFloat_AsDouble accepts __float__ and __index__.
     let v = unsafe { ffi::PyFloat_AsDouble(obj.as_ptr()) };
     if v == -1.0 {
@@ -179,8 +205,11 @@ impl FromPy for f32 {
 }
 
 /// `__index__` → `Py_ssize_t`: `TypeError` for non-integers, `OverflowError` beyond range.
+///
+/// # Safety
+/// The thread must be attached (an overflowing int sets an exception).
 #[inline]
-fn index_value(obj: &Object) -> PyResult<isize> {
+unsafe fn index_value(obj: &Object) -> PyResult<isize> {
     let p = obj.as_ptr();
     // SAFETY: live object, attached thread.
     if unsafe { ffi::PyLong_CheckExact(p) } != 0 {
@@ -238,7 +267,14 @@ macro_rules! signed_from_py {
         impl FromPy for $t {
             #[inline]
             fn from_py(obj: &Object) -> PyResult<$t> {
-                let v = index_value(obj)?;
+                object::attached()?;
+                // SAFETY: attached (checked above).
+                unsafe { <$t>::from_py_attached(obj) }
+            }
+            #[inline]
+            unsafe fn from_py_attached(obj: &Object) -> PyResult<$t> {
+                // SAFETY: attached (caller's contract).
+                let v = unsafe { index_value(obj) }?;
                 <$t>::try_from(v).map_err(|_| {
                     PyErr::overflow_error(format!("{v} does not fit in {}", stringify!($t)))
                 })
@@ -253,7 +289,14 @@ macro_rules! unsigned_from_py {
         impl FromPy for $t {
             #[inline]
             fn from_py(obj: &Object) -> PyResult<$t> {
-                let v = index_value(obj)?;
+                object::attached()?;
+                // SAFETY: attached (checked above).
+                unsafe { <$t>::from_py_attached(obj) }
+            }
+            #[inline]
+            unsafe fn from_py_attached(obj: &Object) -> PyResult<$t> {
+                // SAFETY: attached (caller's contract).
+                let v = unsafe { index_value(obj) }?;
                 if v < 0 {
                     return Err(PyErr::value_error(format!("must be non-negative, got {v}")));
                 }
@@ -302,6 +345,15 @@ impl<V: FromPy> FromPy for Option<V> {
             V::from_py(obj).map(Some)
         }
     }
+    #[inline]
+    unsafe fn from_py_attached(obj: &Object) -> PyResult<Option<V>> {
+        if obj.is_none() {
+            Ok(None)
+        } else {
+            // SAFETY: caller's contract.
+            unsafe { V::from_py_attached(obj) }.map(Some)
+        }
+    }
 }
 
 /// A handler parameter converted from one Python argument: what a handler's signature
@@ -347,7 +399,8 @@ impl<V: FromPy> Arg for V {
     type Item<'a> = V;
     #[inline(always)]
     unsafe fn from_arg(obj: &Object) -> PyResult<V> {
-        V::from_py(obj)
+        // SAFETY: caller's contract (attached).
+        unsafe { V::from_py_attached(obj) }
     }
 }
 

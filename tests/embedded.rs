@@ -364,8 +364,33 @@ fn an_object_kept_past_with_gil_is_refused_not_raced() {
     // ...reading an exact float's immutable value is fine, and a name is not guessed.
     assert_eq!(obj.as_exact_f64(), Some(1.5));
     assert_eq!(obj.type_name(), "?");
+    // Conversions read an exact float's immutable value and refuse everything that may call
+    // into the interpreter (ints may raise OverflowError, __float__, str's UTF-8 cache).
+    use pontoneer::FromPy;
+    let (int, big, text) = with_py(|| {
+        (
+            Object::from_value(7i64).unwrap(),
+            eval("2**80"),
+            Object::from_value("x").unwrap(),
+        )
+    });
+    assert_eq!(f64::from_py(&obj).unwrap(), 1.5);
+    for err in [
+        i64::from_py(&int).err(),
+        usize::from_py(&big).err(),
+        f64::from_py(&int).err(),
+    ] {
+        let err = err.expect("refused");
+        assert!(
+            err.message()
+                .unwrap_or("")
+                .contains("does not hold the GIL")
+        );
+    }
+    assert!(String::from_py(&text).is_err());
+    assert!(Object::from_py(&obj).is_err());
     // Dropping leaks the reference instead of decrementing without the GIL.
-    drop(obj);
+    drop((obj, int, big, text));
     // With the GIL again, everything works.
     with_py(|| {
         let again = Object::from_value(2.5).unwrap();

@@ -140,7 +140,13 @@ pub(crate) fn install_len<T, F, R, K>(
 /// `tp_richcompare` receives it; `ValueError` for any other integer.
 impl FromPy for CompareOp {
     fn from_py(obj: &Object) -> PyResult<CompareOp> {
-        let code = c_int::from_py(obj)?;
+        crate::object::attached()?;
+        // SAFETY: attached (checked above).
+        unsafe { CompareOp::from_py_attached(obj) }
+    }
+    unsafe fn from_py_attached(obj: &Object) -> PyResult<CompareOp> {
+        // SAFETY: caller's contract.
+        let code = unsafe { c_int::from_py_attached(obj) }?;
         CompareOp::from_raw(code).ok_or_else(|| {
             PyErr::value_error(format!(
                 "{code} is not a comparison operator (Py_LT=0 ... Py_GE=5)"
@@ -152,8 +158,14 @@ impl FromPy for CompareOp {
 impl FromPy for Index {
     #[inline]
     fn from_py(obj: &Object) -> PyResult<Index> {
+        crate::object::attached()?;
+        // SAFETY: attached (checked above).
+        unsafe { Index::from_py_attached(obj) }
+    }
+    #[inline]
+    unsafe fn from_py_attached(obj: &Object) -> PyResult<Index> {
         let p = obj.as_ptr();
-        // SAFETY: live object, attached thread (conversions run in trampolines).
+        // SAFETY: live object, attached thread (caller's contract).
         if unsafe { ffi::PyLong_CheckExact(p) } != 0 {
             // SAFETY: an int; -1 with an exception set means it does not fit.
             let i = unsafe { ffi::PyLong_AsSsize_t(p) };
