@@ -1,4 +1,4 @@
-//! Hosting Python from Rust: register modules built with [`ModuleBuilder`](crate::ModuleBuilder)
+//! Hosting Python from Rust: register modules built with [`ModuleBuilder`]
 //! before the interpreter starts, start and finalize it (or attach to one that is already
 //! running), run code, and hand Rust values to Python and back — no `unsafe` in the host.
 //!

@@ -9,10 +9,10 @@
 //! - [`TypeBuilder<T>`] assembles a heap type for a Rust type `T: PyClass`: construction,
 //!   methods (`&T` and `&mut T` receivers), static methods, properties, `repr`/`str`.
 //! - Protocol builders install slots from plain Rust functions:
-//!   [`TypeProtocolBuilder`](protocols::type_protocol::TypeProtocolBuilder),
-//!   [`NumberProtocolBuilder`](protocols::number::NumberProtocolBuilder),
-//!   [`MappingProtocolBuilder`](protocols::mapping::MappingProtocolBuilder),
-//!   [`SequenceProtocolBuilder`](protocols::sequence::SequenceProtocolBuilder) and
+//!   [`TypeProtocolBuilder`],
+//!   [`NumberProtocolBuilder`],
+//!   [`MappingProtocolBuilder`],
+//!   [`SequenceProtocolBuilder`] and
 //!   [`BufferProtocolBuilder`].
 //!
 //! Handlers are fn items or non-capturing closures. Each one gets its own monomorphized

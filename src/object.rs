@@ -18,8 +18,9 @@ use crate::error::{PyErr, PyResult};
 /// An owned (strong) reference to a Python object.
 ///
 /// Creating an `Object` takes a reference; dropping it gives the reference back. Handlers
-/// receive arguments of unknown type as `Object` and may keep them for as long as they like
-/// (on the same thread: `Object` is `!Send`).
+/// receive arguments of unknown type as `&Object` (borrowed for the call, no reference taken)
+/// or as `Object` (owned: they may keep it for as long as they like, on the same thread, since
+/// `Object` is `!Send`); `clone` a borrowed one to keep it.
 ///
 /// ```
 /// # pontoneer::doctest_interpreter(|| {

@@ -2,7 +2,7 @@
 //! consumer of `PyObject_GetBuffer`.
 //!
 //! A handler describes the memory with a [`BufferInfo`]; the layer answers the consumer's
-//! request exactly as CPython's rules say ([`request::plan`], a pure function), fills the
+//! request exactly as CPython's rules say (`request::plan`, a pure function), fills the
 //! `Py_buffer`, counts the export, and releases it. See [`BufferInfo`] for the safety model.
 //!
 //! # Safety (module level)

@@ -6,8 +6,8 @@
 //! | `obj[key]` | [`def_getitem`](MappingProtocolBuilder::def_getitem) | `mp_subscript` |
 //! | `obj[key] = v`, `del obj[key]` | [`def_setitem`](MappingProtocolBuilder::def_setitem) (one handler, `Option<V>`) or [`def_setitem_delitem`](MappingProtocolBuilder::def_setitem_delitem) (two) | `mp_ass_subscript` |
 //!
-//! Keys are converted with [`FromPy`]: take an [`Object`](crate::Object) to receive slices and
-//! anything else as is, an [`Index`](crate::protocols::Index) for `list`-like integer indexing,
+//! Keys are any [`Arg`]: take `&Object` to receive slices and anything else as is
+//! (borrowed for the call), an [`Index`](crate::protocols::Index) for `list`-like integer indexing,
 //! a `String` for string keys. `mp_subscript` is also the fast path for integer indexing:
 //! CPython tries it before `sq_item`.
 

@@ -93,7 +93,7 @@ macro_rules! unary_ops {
 macro_rules! binary_ops {
     ($($syntax:literal: $fwd:ident, $rev:ident, $both:ident, $slot:ident;)*) => {$(
         #[doc = concat!("`", stringify!($slot), "` — `", $syntax, "` with the instance on the left. ",
-            "The handler gets the other operand as any `FromPy` type (an operand that does not ",
+            "The handler gets the other operand as any [`Arg`](crate::Arg) type, e.g. `PyRef<'_, T>` or `&Object` (an operand that does not ",
             "convert makes the operator `NotImplemented`) and returns a value or an ",
             "[`Outcome`](crate::Outcome).")]
         pub fn $fwd<F, A, R, K>(self, handler: F) -> Self

@@ -55,7 +55,7 @@ impl<'t, T: PyClass> TypeProtocolBuilder<'t, T> {
 
     /// `tp_richcompare` — `a < b`, `a <= b`, `a == b`, `a != b`, `a > b`, `a >= b`.
     ///
-    /// The handler gets the other operand as any [`Arg`](crate::Arg) type — `&Object` for
+    /// The handler gets the other operand as any [`Arg`] type — `&Object` for
     /// anything, or e.g. `PyRef<'_, T>` to compare with instances only: an operand that does
     /// not convert is `NotImplemented` — and a [`CompareOp`]. It usually returns an
     /// [`Outcome<bool>`](crate::Outcome): `NotImplemented` lets Python try the reflected

@@ -1,7 +1,7 @@
 //! The consumer's request (`PyBUF_*` flags) and the pure decision of what a view must hold:
 //! which fields are filled, which are NULL, or which rule refuses the request.
 //!
-//! No Python, no pointers: [`plan`] is a function of the flags and the exporter's geometry,
+//! No Python, no pointers: `plan` is a function of the flags and the exporter's geometry,
 //! unit-tested exhaustively below. It follows CPython's reference exporters
 //! (`memory_getbuf`, `_testbuffer`'s `ndarray_getbuf`), with every flag tested as
 //! `(flags & X) == X`, plus one strictness: request bits that CPython does not define are
