@@ -399,7 +399,7 @@ impl TupleArgs {
             return Err(no_keywords(type_name));
         }
         // SAFETY: `args` is a tuple.
-        let n = unsafe { ffi::PyTuple_Size(args) }.max(0) as usize;
+        let n = unsafe { tuple_len(args) }.max(0) as usize;
         if n != expected || n > MAX_ARGS {
             return Err(arg_count_error(&type_name.to_string_lossy(), expected, n));
         }
